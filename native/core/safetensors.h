@@ -1,0 +1,60 @@
+// Safetensors files read by mmap: one file, or the shards named by model.safetensors.index.json.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace mla {
+
+// A read-only view of one tensor inside a mapped file.
+struct TensorView {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;  // points into the mapping; any alignment
+  size_t numBytes = 0;
+
+  int64_t numElements() const;
+  std::string shapeString() const;  // "[256, 128]"
+};
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);  // throws naming the path
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const unsigned char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const unsigned char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// All tensors of a checkpoint folder (or one .safetensors file), validated against the files' sizes.
+class SafetensorsSet {
+ public:
+  // `path` is a folder (model.safetensors or model.safetensors.index.json inside) or a file.
+  static std::unique_ptr<SafetensorsSet> open(const std::string& path);
+
+  bool has(const std::string& name) const { return tensors_.count(name) != 0; }
+  const TensorView& get(const std::string& name) const;  // throws naming the tensor
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
+
+ private:
+  void addFile(const std::string& path);
+  std::vector<std::unique_ptr<MappedFile>> files_;
+  std::map<std::string, TensorView> tensors_;
+};
+
+// Reads a whole small text file (config.json); throws naming the path.
+std::string readTextFile(const std::string& path);
+bool fileExists(const std::string& path);
+bool isDirectory(const std::string& path);
+
+}  // namespace mla

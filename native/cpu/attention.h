@@ -1,0 +1,44 @@
+// Attention over the paged KV cache on the CPU: GQA, and MLA in its absorbed and expanded forms.
+#pragma once
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "mla/batch.h"
+#include "mla/config.h"
+#include "model/weights.h"
+
+namespace mla::cpu {
+
+// One layer's pool of cache blocks: [numBlocks][blockSize][entrySize] floats.
+struct PagedLayer {
+  float* base = nullptr;
+  int blockSize = 64;
+  int entrySize = 0;
+
+  // The cache entry of position `pos` of a sequence with this block table.
+  float* entry(const int32_t* blockTable, int pos) const {
+    const size_t block = static_cast<size_t>(blockTable[pos / blockSize]);
+    return base + (block * static_cast<size_t>(blockSize) + static_cast<size_t>(pos % blockSize)) * entrySize;
+  }
+};
+
+// GQA: q [T, heads*head_dim] (RoPE applied) attends to the cached K/V of each sequence's
+// positions [window start, pos]; out [T, heads*head_dim]. New tokens' K/V must already be cached.
+void gqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
+                  const PagedLayer& cache, float* out);
+
+// MLA absorbed: q [T, heads*(nope+rope)] (RoPE applied to each head's rope part) is folded
+// through W_UK into the latent space, attends to the cached [c_kv | k_pe], and the latent result
+// goes through W_UV. out [T, heads*v_head]. kvB: [heads*(nope+v), kv_lora].
+void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
+                          const Matrix& kvB, const PagedLayer& cache, float* out);
+
+// MLA expanded: each sequence's cached latents are expanded through kv_b_proj into per-head K
+// and V, then ordinary multi-head attention. Same inputs and output as the absorbed form.
+void mlaExpandedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
+                          const Matrix& kvB, const PagedLayer& cache, float* out);
+
+// Whether the absorbed form is cheaper for this sequence slice (decode always is).
+bool absorbedIsCheaper(const ModelConfig& c, int numNewTokens, int contextLength);
+
+}  // namespace mla::cpu

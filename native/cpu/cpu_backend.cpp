@@ -1,0 +1,214 @@
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "cpu/sampler.h"
+
+namespace mla::cpu {
+
+namespace {
+constexpr int kLogitChunk = 32;  // logit rows computed at a time: bounds memory to 32 x vocab floats
+constexpr float kLatentNormEps = 1e-6f;  // q_a_layernorm / kv_a_layernorm, as Hugging Face
+
+const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+}  // namespace
+
+CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads)
+    : config_(config), weights_(weights), pool_(numThreads), inverseFrequencies_(config.rope.inverseFrequencies()) {}
+
+void CpuBackend::allocateCache(int numBlocks, int blockSize, bool poison) {
+  numBlocks_ = numBlocks;
+  blockSize_ = blockSize;
+  layerStride_ = static_cast<size_t>(numBlocks) * blockSize * config_.cacheEntrySize();
+  const size_t total = layerStride_ * config_.numLayers;
+  cache_.reset(new float[total]);  // left untouched: pages are committed as they are first written
+  if (poison) std::fill(cache_.get(), cache_.get() + total, std::numeric_limits<float>::quiet_NaN());
+}
+
+void CpuBackend::copyBlock(int src, int dst) {
+  const size_t blockFloats = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
+  for (int l = 0; l < config_.numLayers; ++l) {
+    float* base = cache_.get() + layerStride_ * l;
+    std::memcpy(base + blockFloats * dst, base + blockFloats * src, blockFloats * sizeof(float));
+  }
+}
+
+void CpuBackend::poisonBlock(int block) {
+  const size_t blockFloats = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
+  for (int l = 0; l < config_.numLayers; ++l) {
+    float* p = cache_.get() + layerStride_ * l + blockFloats * block;
+    std::fill(p, p + blockFloats, std::numeric_limits<float>::quiet_NaN());
+  }
+}
+
+PagedLayer CpuBackend::cacheLayer(int layer) {
+  return PagedLayer{cache_.get() + layerStride_ * layer, blockSize_, config_.cacheEntrySize()};
+}
+
+void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int T = batch.numTokens, D = c.headDim, qDim = c.numHeads * D, kvDim = c.numKvHeads * D;
+  std::vector<float> q(static_cast<size_t>(T) * qDim), k(static_cast<size_t>(T) * kvDim), v(static_cast<size_t>(T) * kvDim);
+  matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
+  matmul(pool_, h, T, w.k, orNull(w.kBias), k.data());
+  matmul(pool_, h, T, w.v, orNull(w.vBias), v.data());
+  if (observer) {
+    observer->observe(layer, "q", q.data(), T, qDim);
+    observer->observe(layer, "k", k.data(), T, kvDim);
+    observer->observe(layer, "v", v.data(), T, kvDim);
+  }
+  const PagedLayer cache = cacheLayer(layer);
+  for (const SeqSlice& seq : batch.seqs) {
+    for (int i = 0; i < seq.numTokens; ++i) {
+      const int row = seq.tokenOffset + i, pos = seq.start + i;
+      for (int hd = 0; hd < c.numHeads; ++hd) applyRope(&q[static_cast<size_t>(row) * qDim + hd * D], pos, c.rope, inverseFrequencies_.data());
+      float* e = cache.entry(seq.blockTable, pos);  // [K heads | V heads]
+      std::copy_n(&k[static_cast<size_t>(row) * kvDim], kvDim, e);
+      std::copy_n(&v[static_cast<size_t>(row) * kvDim], kvDim, e + kvDim);
+      for (int g = 0; g < c.numKvHeads; ++g) applyRope(e + g * D, pos, c.rope, inverseFrequencies_.data());
+    }
+  }
+  gqaAttention(pool_, c, batch, q.data(), cache, out);
+}
+
+void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path,
+                          ActivationObserver* observer) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const int T = batch.numTokens, L = c.kvLoraRank, R = c.qkRopeHeadDim, qHead = c.qkNopeHeadDim + R;
+  std::vector<float> q(static_cast<size_t>(T) * c.numHeads * qHead), kva(static_cast<size_t>(T) * (L + R));
+  if (!w.qA.empty()) {
+    std::vector<float> qa(static_cast<size_t>(T) * c.qLoraRank);
+    matmul(pool_, h, T, w.qA, orNull(w.qBias), qa.data());
+    if (!w.qANorm.empty()) rmsNorm(qa.data(), w.qANorm.data(), T, c.qLoraRank, kLatentNormEps, qa.data());
+    matmul(pool_, qa.data(), T, w.qB, nullptr, q.data());
+  } else {
+    matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
+  }
+  matmul(pool_, h, T, w.kvA, orNull(w.kBias), kva.data());
+  if (observer) {
+    observer->observe(layer, "q", q.data(), T, c.numHeads * qHead);
+    observer->observe(layer, "kv_a", kva.data(), T, L + R);
+  }
+  const PagedLayer cache = cacheLayer(layer);
+  for (const SeqSlice& seq : batch.seqs) {
+    for (int i = 0; i < seq.numTokens; ++i) {
+      const int row = seq.tokenOffset + i, pos = seq.start + i;
+      for (int hd = 0; hd < c.numHeads; ++hd) {
+        applyRope(&q[(static_cast<size_t>(row) * c.numHeads + hd) * qHead + c.qkNopeHeadDim], pos, c.rope, inverseFrequencies_.data());
+      }
+      float* e = cache.entry(seq.blockTable, pos);  // [c_kv | k_pe]
+      const float* src = &kva[static_cast<size_t>(row) * (L + R)];
+      if (!w.kvANorm.empty()) rmsNorm(src, w.kvANorm.data(), 1, L, kLatentNormEps, e);
+      else std::copy_n(src, L, e);
+      std::copy_n(src + L, R, e + L);
+      applyRope(e + L, pos, c.rope, inverseFrequencies_.data());
+    }
+  }
+  // Split the batch by attention form; both read the same q and write disjoint rows of out.
+  ForwardBatch absorbed = batch, expanded = batch;
+  absorbed.seqs.clear();
+  expanded.seqs.clear();
+  for (const SeqSlice& seq : batch.seqs) {
+    const bool useAbsorbed = path == MlaPath::kAbsorbed ||
+                             (path == MlaPath::kAuto && absorbedIsCheaper(c, seq.numTokens, seq.start + seq.numTokens));
+    (useAbsorbed ? absorbed : expanded).seqs.push_back(seq);
+  }
+  if (!absorbed.seqs.empty()) mlaAbsorbedAttention(pool_, c, absorbed, q.data(), w.kvB, cache, out);
+  if (!expanded.seqs.empty()) mlaExpandedAttention(pool_, c, expanded, q.data(), w.kvB, cache, out);
+}
+
+void CpuBackend::mlpLayer(int layer, int T, const float* h, float* out) {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  const size_t ffn = static_cast<size_t>(config_.intermediateSize);
+  std::vector<float> gate(T * ffn), up(T * ffn);
+  matmul(pool_, h, T, w.gate, nullptr, gate.data());
+  matmul(pool_, h, T, w.up, nullptr, up.data());
+  siluMul(gate.data(), up.data(), gate.size(), gate.data());
+  matmul(pool_, gate.data(), T, w.down, nullptr, out);
+}
+
+void CpuBackend::forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) {
+  const ModelConfig& c = config_;
+  check(cache_ != nullptr, "cache not allocated");
+  const int T = batch.numTokens, hidden = c.hiddenSize;
+  const size_t attnWidth = static_cast<size_t>(c.numHeads) * c.valueHeadDim();
+  std::vector<float> x(static_cast<size_t>(T) * hidden), h(x.size()), attn(T * attnWidth), delta(x.size());
+  embedTokens(weights_.embed, batch.tokenIds, T, x.data());
+  for (int l = 0; l < c.numLayers; ++l) {
+    const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+    rmsNorm(x.data(), w.inputNorm.data(), T, hidden, c.rmsNormEps, h.data());
+    if (observer) observer->observe(l, "attn_norm", h.data(), T, hidden);
+    if (c.attention == AttentionKind::kMla) mlaLayer(l, batch, h.data(), attn.data(), path, observer);
+    else gqaLayer(l, batch, h.data(), attn.data(), observer);
+    if (observer) observer->observe(l, "attn_out", attn.data(), T, static_cast<int>(attnWidth));
+    matmul(pool_, attn.data(), T, w.o, orNull(w.oBias), delta.data());
+    addInPlace(x.data(), delta.data(), x.size());
+    rmsNorm(x.data(), w.postAttentionNorm.data(), T, hidden, c.rmsNormEps, h.data());
+    if (observer) observer->observe(l, "mlp_norm", h.data(), T, hidden);
+    mlpLayer(l, T, h.data(), delta.data());
+    addInPlace(x.data(), delta.data(), x.size());
+  }
+  numLogitRows_ = static_cast<int>(batch.logitRows.size());
+  finalHidden_.resize(static_cast<size_t>(numLogitRows_) * hidden);
+  for (int r = 0; r < numLogitRows_; ++r) {
+    const int row = batch.logitRows[static_cast<size_t>(r)];
+    rmsNorm(&x[static_cast<size_t>(row) * hidden], weights_.finalNorm.data(), 1, hidden, c.rmsNormEps,
+            &finalHidden_[static_cast<size_t>(r) * hidden]);
+  }
+}
+
+void CpuBackend::computeLogits(int first, int count) {
+  logitsChunk_.resize(static_cast<size_t>(count) * config_.vocabSize);
+  matmul(pool_, &finalHidden_[static_cast<size_t>(first) * config_.hiddenSize], count, weights_.lmHead, nullptr,
+         logitsChunk_.data());
+}
+
+void CpuBackend::sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) {
+  check(static_cast<int>(requests.size()) == numLogitRows_, "sample: one request per logit row is required");
+  results.resize(requests.size());
+  const int V = config_.vocabSize;
+  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
+    const int count = std::min(kLogitChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    pool_.parallelFor(count, [&](int64_t begin, int64_t end) {
+      SamplerScratch scratch;
+      for (int64_t r = begin; r < end; ++r) {
+        sampleRow(&logitsChunk_[static_cast<size_t>(r) * V], V, requests[static_cast<size_t>(first + r)], numTopLogprobs,
+                  results[static_cast<size_t>(first + r)], scratch);
+      }
+    });
+  }
+}
+
+void CpuBackend::scoreTargets(const int32_t* targets, float* out) {
+  const int V = config_.vocabSize;
+  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
+    const int count = std::min(kLogitChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    pool_.parallelFor(count, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        out[first + r] = targetLogprob(&logitsChunk_[static_cast<size_t>(r) * V], V, targets[first + r]);
+      }
+    });
+  }
+}
+
+std::vector<float> CpuBackend::logits() {
+  std::vector<float> all(static_cast<size_t>(numLogitRows_) * config_.vocabSize);
+  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
+    const int count = std::min(kLogitChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    std::copy(logitsChunk_.begin(), logitsChunk_.end(), all.begin() + static_cast<long>(first) * config_.vocabSize);
+  }
+  return all;
+}
+
+}  // namespace mla::cpu

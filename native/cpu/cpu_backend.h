@@ -1,0 +1,50 @@
+// The CPU backend: the readable reference that every other backend is tested against.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "cpu/attention.h"
+#include "mla/backend.h"
+#include "model/weights.h"
+
+namespace mla::cpu {
+
+class CpuBackend : public Backend {
+ public:
+  CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads);
+
+  std::string name() const override { return "cpu"; }
+  void allocateCache(int numBlocks, int blockSize, bool poison) override;
+  void copyBlock(int src, int dst) override;
+  void poisonBlock(int block) override;
+  void forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) override;
+  void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
+  void scoreTargets(const int32_t* targets, float* out) override;
+  std::vector<float> logits() override;
+
+ private:
+  // Attention sublayer: h [T, hidden] (normed) -> out [T, heads * v_head]; writes the new cache entries.
+  void gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer);
+  void mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path, ActivationObserver* observer);
+  void mlpLayer(int layer, int numTokens, const float* h, float* out);
+  PagedLayer cacheLayer(int layer);
+  // Logits of logit rows [first, first + count): into logitsChunk_ [count, vocab].
+  void computeLogits(int first, int count);
+
+  const ModelConfig& config_;
+  const Weights& weights_;
+  ThreadPool pool_;
+  std::vector<double> inverseFrequencies_;  // [rope.dim / 2]
+
+  std::unique_ptr<float[]> cache_;  // [layers][blocks][blockSize][entry]
+  size_t layerStride_ = 0;
+  int numBlocks_ = 0;
+  int blockSize_ = 64;
+
+  std::vector<float> finalHidden_;  // [logit rows, hidden], final norm applied
+  int numLogitRows_ = 0;
+  std::vector<float> logitsChunk_;  // [chunk rows, vocab]
+};
+
+}  // namespace mla::cpu

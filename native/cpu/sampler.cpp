@@ -1,0 +1,157 @@
+#include "cpu/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mla::cpu {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// log(sum(exp(x - max))) + max over logits, in double.
+double logSumExp(const float* x, int n, float* maxOut = nullptr) {
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = std::max(m, x[i]);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - m);
+  if (maxOut) *maxOut = m;
+  return std::log(sum) + m;
+}
+
+void applyPenalties(const SampleRequest& req, float* z, int vocab) {
+  const SamplingParams& p = *req.params;
+  if (!req.penalties || !p.hasPenalties()) return;
+  const PenaltyState& st = *req.penalties;
+  auto repeat = [&](int32_t t) {
+    if (t < 0 || t >= vocab) return;
+    z[t] = z[t] > 0 ? z[t] / p.repetitionPenalty : z[t] * p.repetitionPenalty;
+  };
+  if (p.repetitionPenalty != 1.0f) {
+    for (int32_t t : st.promptTokens) {
+      if (!st.outputCounts.count(t)) repeat(t);
+    }
+    for (const auto& [t, count] : st.outputCounts) repeat(t);
+  }
+  for (const auto& [t, count] : st.outputCounts) {
+    if (t < 0 || t >= vocab) continue;
+    z[t] -= p.frequencyPenalty * static_cast<float>(count) + (count > 0 ? p.presencePenalty : 0.0f);
+  }
+}
+
+int32_t argmax(const float* z, int n) {
+  int32_t best = 0;
+  for (int i = 1; i < n; ++i) {
+    if (z[i] > z[best]) best = i;
+  }
+  return best;
+}
+
+// Orders candidates by logit, high first, ties by token id: a total, deterministic order.
+struct ByLogit {
+  const float* z;
+  bool operator()(int32_t a, int32_t b) const { return z[a] > z[b] || (z[a] == z[b] && a < b); }
+};
+
+// Keeps the shortest prefix (by ByLogit order) of `cand` whose probability reaches topP of the
+// candidates' total. Sorts only as much of `cand` as it needs.
+void keepTopP(std::vector<int32_t>& cand, const float* z, float zmax, float topP) {
+  double total = 0;
+  for (int32_t t : cand) total += std::exp(static_cast<double>(z[t]) - zmax);
+  const double target = topP * total;
+  size_t sorted = 0, want = std::min<size_t>(cand.size(), 64);
+  double cum = 0;
+  while (true) {
+    std::partial_sort(cand.begin() + static_cast<long>(sorted), cand.begin() + static_cast<long>(want), cand.end(), ByLogit{z});
+    for (size_t i = sorted; i < want; ++i) {
+      cum += std::exp(static_cast<double>(z[cand[i]]) - zmax);
+      if (cum >= target) {
+        cand.resize(i + 1);
+        return;
+      }
+    }
+    if (want == cand.size()) return;
+    sorted = want;
+    want = std::min(cand.size(), want * 4);
+  }
+}
+
+void topLogprobs(const float* logits, int vocab, double lse, int k, SampleResult& out, std::vector<int32_t>& ids) {
+  out.topTokens.clear();
+  out.topLogprobs.clear();
+  if (k <= 0) return;
+  k = std::min(k, vocab);
+  ids.resize(static_cast<size_t>(vocab));
+  for (int i = 0; i < vocab; ++i) ids[static_cast<size_t>(i)] = i;
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), ByLogit{logits});
+  for (int i = 0; i < k; ++i) {
+    out.topTokens.push_back(ids[static_cast<size_t>(i)]);
+    out.topLogprobs.push_back(static_cast<float>(logits[ids[static_cast<size_t>(i)]] - lse));
+  }
+}
+
+}  // namespace
+
+double uniformFromCounter(uint64_t seed, uint64_t counter) {
+  const uint64_t bits = splitmix64(seed ^ splitmix64(counter + 0x632be59bd9b4e019ull));
+  return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
+}
+
+float targetLogprob(const float* logits, int vocab, int32_t target) {
+  return static_cast<float>(logits[target] - logSumExp(logits, vocab));
+}
+
+void sampleRow(const float* logits, int vocab, const SampleRequest& req, int numTopLogprobs, SampleResult& out,
+               SamplerScratch& scratch) {
+  const SamplingParams& p = *req.params;
+  std::vector<float>& z = scratch.adjusted;
+  z.assign(logits, logits + vocab);
+  applyPenalties(req, z.data(), vocab);
+
+  int32_t token;
+  if (p.temperature <= 1e-5f) {
+    token = argmax(z.data(), vocab);
+  } else {
+    const float invT = 1.0f / p.temperature;
+    for (float& v : z) v *= invT;
+    float zmax = -INFINITY;
+    for (float v : z) zmax = std::max(zmax, v);
+    std::vector<int32_t>& cand = scratch.candidates;
+    cand.clear();
+    // min-p keeps tokens with p >= min_p * p_max, i.e. z >= zmax + log(min_p).
+    const float floor = p.minP > 0 ? zmax + std::log(p.minP) : -INFINITY;
+    for (int i = 0; i < vocab; ++i) {
+      if (z[static_cast<size_t>(i)] >= floor) cand.push_back(i);
+    }
+    if (p.topK > 0 && static_cast<size_t>(p.topK) < cand.size()) {
+      std::nth_element(cand.begin(), cand.begin() + p.topK - 1, cand.end(), ByLogit{z.data()});
+      cand.resize(static_cast<size_t>(p.topK));
+      std::sort(cand.begin(), cand.end(), ByLogit{z.data()});
+    }
+    if (p.topP < 1.0f) keepTopP(cand, z.data(), zmax, p.topP);
+    // Inverse CDF over the kept candidates, in their (deterministic) order.
+    double total = 0;
+    for (int32_t t : cand) total += std::exp(static_cast<double>(z[static_cast<size_t>(t)]) - zmax);
+    const double u = uniformFromCounter(p.seed, req.counter) * total;
+    double cum = 0;
+    token = cand.back();
+    for (int32_t t : cand) {
+      cum += std::exp(static_cast<double>(z[static_cast<size_t>(t)]) - zmax);
+      if (u < cum) {
+        token = t;
+        break;
+      }
+    }
+  }
+  const double lse = logSumExp(logits, vocab);
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  topLogprobs(logits, vocab, lse, numTopLogprobs, out, scratch.candidates);
+}
+
+}  // namespace mla::cpu

@@ -1,0 +1,194 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "cpu/cpu_backend.h"
+
+namespace mla {
+
+namespace {
+
+ModelConfig loadConfig(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  if (!isDirectory(dir)) throw Error("model folder not found: " + dir);
+  if (!fileExists(path)) throw Error("model folder has no config.json: " + dir);
+  return parseModelConfig(readTextFile(path));
+}
+
+int64_t cacheBytesPerBlock(const ModelConfig& c, int blockSize) {
+  return static_cast<int64_t>(c.numLayers) * blockSize * c.cacheEntrySize() * static_cast<int64_t>(sizeof(float));
+}
+
+int numBlocksFor(const EngineOptions& o, const ModelConfig& c) {
+  if (o.numBlocks > 0) return o.numBlocks;
+  const int64_t n = o.cacheBytes / cacheBytesPerBlock(c, o.blockSize);
+  if (n < 1) throw Error("cache memory of " + std::to_string(o.cacheBytes) + " bytes holds no block of " +
+                         std::to_string(cacheBytesPerBlock(c, o.blockSize)) + " bytes");
+  return static_cast<int>(std::min<int64_t>(n, 1 << 30));
+}
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options, ModelConfig config)
+    : options_(options), config_(std::move(config)),
+      blocks_(numBlocksFor(options, config_), options.blockSize, options.enablePrefixCaching) {}
+
+std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
+  check(options.blockSize > 0, "blockSize must be positive");
+  ModelConfig config = loadConfig(options.modelDir);
+  auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(config)));
+  engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_);
+  if (options.device == "cpu") {
+    engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads);
+  } else {
+    throw Error("unsupported device \"" + options.device + "\" (this build supports: cpu)");
+  }
+  engine->backend_->allocateCache(engine->blocks_.numBlocks(), options.blockSize, options.poisonCache);
+  return engine;
+}
+
+int64_t Engine::bytesPerBlock() const { return cacheBytesPerBlock(config_, options_.blockSize); }
+
+std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
+                                       const SamplingParams& params) {
+  check(!seqs_.count(seqId), "sequence " + std::to_string(seqId) + " already exists");
+  check(numPromptTokens >= 0 && numPromptTokens <= numTokens, "numPromptTokens must be within [0, numTokens]");
+  for (int i = 0; i < numTokens; ++i) {
+    check(tokens[i] >= 0 && tokens[i] < config_.vocabSize,
+          "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " + std::to_string(config_.vocabSize) + ")");
+  }
+  auto cached = blocks_.allocate(seqId, tokens, numTokens);
+  if (!cached) return std::nullopt;
+  Sequence seq;
+  seq.params = params;
+  seq.numOutputTokens = static_cast<uint64_t>(numTokens - numPromptTokens);
+  if (params.hasPenalties()) {
+    seq.penalties = std::make_unique<PenaltyState>();
+    seq.penalties->promptTokens.assign(tokens, tokens + numPromptTokens);
+    std::sort(seq.penalties->promptTokens.begin(), seq.penalties->promptTokens.end());
+    auto& p = seq.penalties->promptTokens;
+    p.erase(std::unique(p.begin(), p.end()), p.end());
+    for (int i = numPromptTokens; i < numTokens; ++i) ++seq.penalties->outputCounts[tokens[i]];
+  }
+  seqs_[seqId] = std::move(seq);
+  return cached;
+}
+
+bool Engine::ensureCapacity(int64_t seqId, int numTokens) {
+  check(seqs_.count(seqId), "unknown sequence " + std::to_string(seqId));
+  return blocks_.ensureCapacity(seqId, numTokens);
+}
+
+bool Engine::fork(int64_t srcId, int64_t dstId, const SamplingParams& params) {
+  auto it = seqs_.find(srcId);
+  check(it != seqs_.end(), "unknown sequence " + std::to_string(srcId));
+  check(!seqs_.count(dstId), "sequence " + std::to_string(dstId) + " already exists");
+  auto forked = blocks_.fork(srcId, dstId);
+  if (!forked) return false;
+  if (forked->copy) backend_->copyBlock(forked->copy->first, forked->copy->second);
+  Sequence seq;
+  seq.params = params;
+  seq.numOutputTokens = it->second.numOutputTokens;
+  if (it->second.penalties) seq.penalties = std::make_unique<PenaltyState>(*it->second.penalties);
+  else if (params.hasPenalties()) seq.penalties = std::make_unique<PenaltyState>();
+  seqs_[dstId] = std::move(seq);
+  return true;
+}
+
+void Engine::freeSequence(int64_t seqId) {
+  check(seqs_.count(seqId), "unknown sequence " + std::to_string(seqId));
+  for (int b : blocks_.free(seqId)) {
+    if (options_.poisonCache) backend_->poisonBlock(b);
+  }
+  seqs_.erase(seqId);
+}
+
+ForwardBatch Engine::buildBatch(const StepInput& in, bool allRows) {
+  const size_t B = in.seqIds.size();
+  check(in.startPositions.size() == B && in.numTokens.size() == B, "step: seqIds, startPositions and numTokens differ in length");
+  check(allRows || in.sampleMask.size() == B, "step: sampleMask must have one entry per sequence");
+  ForwardBatch batch;
+  batch.tokenIds = in.tokenIds.data();
+  int offset = 0;
+  for (size_t i = 0; i < B; ++i) {
+    const int64_t id = in.seqIds[i];
+    check(seqs_.count(id), "step: unknown sequence " + std::to_string(id));
+    for (size_t j = 0; j < i; ++j) check(in.seqIds[j] != id, "step: sequence " + std::to_string(id) + " appears twice");
+    const int computed = blocks_.numComputedTokens(id);
+    check(in.startPositions[i] == computed, "step: sequence " + std::to_string(id) + " starts at " +
+                                                std::to_string(in.startPositions[i]) + " but has " + std::to_string(computed) +
+                                                " computed tokens");
+    check(in.numTokens[i] > 0, "step: every sequence needs at least one new token");
+    const auto& table = blocks_.blockTable(id);
+    const int end = computed + in.numTokens[i];
+    check(end <= static_cast<int>(table.size()) * blocks_.blockSize(),
+          "step: sequence " + std::to_string(id) + " needs cache for " + std::to_string(end) + " tokens but holds " +
+              std::to_string(table.size() * static_cast<size_t>(blocks_.blockSize())));
+    SeqSlice s;
+    s.start = computed;
+    s.numTokens = in.numTokens[i];
+    s.tokenOffset = offset;
+    s.blockTable = table.data();
+    s.numBlocks = static_cast<int>(table.size());
+    batch.seqs.push_back(s);
+    if (allRows) {
+      for (int t = 0; t < s.numTokens; ++t) batch.logitRows.push_back(offset + t);
+    } else if (in.sampleMask[i]) {
+      batch.logitRows.push_back(offset + s.numTokens - 1);
+    }
+    offset += s.numTokens;
+  }
+  check(offset == static_cast<int>(in.tokenIds.size()), "step: tokenIds has " + std::to_string(in.tokenIds.size()) +
+                                                             " entries but numTokens sums to " + std::to_string(offset));
+  for (int32_t t : in.tokenIds) {
+    check(t >= 0 && t < config_.vocabSize, "step: token id " + std::to_string(t) + " is outside the vocabulary");
+  }
+  batch.numTokens = offset;
+  return batch;
+}
+
+void Engine::markComputed(const StepInput& in) {
+  int offset = 0;
+  for (size_t i = 0; i < in.seqIds.size(); ++i) {
+    blocks_.markComputed(in.seqIds[i], in.tokenIds.data() + offset, in.numTokens[i]);
+    offset += in.numTokens[i];
+  }
+}
+
+std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
+  ForwardBatch batch = buildBatch(in, false);
+  backend_->forward(batch, options_.mlaPath, nullptr);
+  markComputed(in);
+  std::vector<SampleRequest> requests;
+  std::vector<Sequence*> sampled;
+  for (size_t i = 0; i < in.seqIds.size(); ++i) {
+    if (!in.sampleMask[i]) continue;
+    Sequence& seq = seqs_.at(in.seqIds[i]);
+    requests.push_back(SampleRequest{&seq.params, seq.penalties.get(), seq.numOutputTokens});
+    sampled.push_back(&seq);
+  }
+  std::vector<SampleResult> results;
+  if (logitsOut) *logitsOut = backend_->logits();
+  backend_->sample(requests, in.numTopLogprobs, results);
+  for (size_t r = 0; r < results.size(); ++r) {
+    ++sampled[r]->numOutputTokens;
+    if (sampled[r]->penalties) ++sampled[r]->penalties->outputCounts[results[r].token];
+  }
+  return results;
+}
+
+std::vector<float> Engine::score(const StepInput& in, const int32_t* targets, ActivationObserver* observer) {
+  ForwardBatch batch = buildBatch(in, true);
+  for (int i = 0; i < batch.numTokens; ++i) {
+    check(targets[i] >= 0 && targets[i] < config_.vocabSize, "score: target id " + std::to_string(targets[i]) + " is outside the vocabulary");
+  }
+  backend_->forward(batch, options_.mlaPath, observer);
+  markComputed(in);
+  std::vector<float> out(static_cast<size_t>(batch.numTokens));
+  backend_->scoreTargets(targets, out.data());
+  return out;
+}
+
+}  // namespace mla

@@ -1,0 +1,82 @@
+// Engine: one model on one backend with its paged cache and its sequences. The napi layer and the
+// C++ tests and benchmarks drive it; it never touches JavaScript.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/block_manager.h"
+#include "mla/backend.h"
+#include "model/weights.h"
+
+namespace mla {
+
+struct EngineOptions {
+  std::string modelDir;
+  std::string device = "cpu";
+  int numThreads = 0;        // 0: all cores
+  int numBlocks = 0;         // cache blocks; 0: derive from cacheBytes
+  int64_t cacheBytes = 256ll << 20;
+  int blockSize = 64;
+  bool enablePrefixCaching = true;
+  bool poisonCache = false;  // tests: fill unused cache with NaN
+  MlaPath mlaPath = MlaPath::kAuto;
+};
+
+// One step's work, as the scheduler decided it.
+struct StepInput {
+  std::vector<int64_t> seqIds;          // [B]
+  std::vector<int32_t> startPositions;  // [B] tokens already computed (must match the engine's count)
+  std::vector<int32_t> numTokens;       // [B] new tokens per sequence
+  std::vector<int32_t> tokenIds;        // [sum numTokens]
+  std::vector<uint8_t> sampleMask;      // [B] sample after this sequence's last new token
+  int numTopLogprobs = 0;
+};
+
+class Engine {
+ public:
+  static std::unique_ptr<Engine> create(const EngineOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const BlockManager& blocks() const { return blocks_; }
+  Backend& backend() { return *backend_; }
+  int64_t bytesPerBlock() const;
+
+  // Registers a sequence and gives it cache blocks for tokens[0, numTokens); the first
+  // numPromptTokens are its prompt, the rest its earlier output (re-admission after preemption).
+  // Returns the number of leading tokens already cached, or nothing if the blocks do not suffice.
+  std::optional<int> addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
+                                 const SamplingParams& params);
+  bool ensureCapacity(int64_t seqId, int numTokens);
+  // dst continues from src's computed tokens with its own sampling parameters; false if no block is free.
+  bool fork(int64_t srcId, int64_t dstId, const SamplingParams& params);
+  void freeSequence(int64_t seqId);
+  bool hasSequence(int64_t seqId) const { return seqs_.count(seqId) != 0; }
+
+  // Runs one step and samples a token for each masked sequence (results in mask order).
+  std::vector<SampleResult> step(const StepInput& input, std::vector<float>* logitsOut = nullptr);
+  // Runs one step over the input and returns log p(targets[i]) for every new token i.
+  std::vector<float> score(const StepInput& input, const int32_t* targets, ActivationObserver* observer = nullptr);
+
+ private:
+  struct Sequence {
+    SamplingParams params;
+    std::unique_ptr<PenaltyState> penalties;  // only with penalties
+    uint64_t numOutputTokens = 0;
+  };
+  Engine(const EngineOptions& options, ModelConfig config);
+  ForwardBatch buildBatch(const StepInput& input, bool allRows);
+  void markComputed(const StepInput& input);
+
+  EngineOptions options_;
+  ModelConfig config_;
+  std::unique_ptr<LoadedWeights> weights_;
+  std::unique_ptr<Backend> backend_;
+  BlockManager blocks_;
+  std::unordered_map<int64_t, Sequence> seqs_;
+};
+
+}  // namespace mla

@@ -1,0 +1,45 @@
+// The Backend interface: CPU and CUDA implement it; the engine drives it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mla/batch.h"
+#include "mla/config.h"
+#include "mla/sampling.h"
+
+namespace mla {
+
+// Receives activations at named points during a forward pass (calibration statistics).
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  // x is [rows, cols], row-major float32, valid only during the call.
+  virtual void observe(int layer, const std::string& point, const float* x, int rows, int cols) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Allocates the paged KV pool: [numLayers][numBlocks][blockSize][cacheEntrySize].
+  virtual void allocateCache(int numBlocks, int blockSize, bool poison) = 0;
+  // Copies every layer's block `src` to block `dst` (fork of a partly filled block).
+  virtual void copyBlock(int src, int dst) = 0;
+  // Fills a block with NaN (tests: a stray read of a free block shows up as NaN).
+  virtual void poisonBlock(int block) = 0;
+
+  // Runs the model over the batch, writing new tokens' cache entries and keeping the final hidden
+  // state of batch.logitRows for sample() / scoreTargets().
+  virtual void forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) = 0;
+  // Samples one token per logit row of the last forward.
+  virtual void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs,
+                      std::vector<SampleResult>& results) = 0;
+  // log p(targets[i]) for each logit row of the last forward: out[i].
+  virtual void scoreTargets(const int32_t* targets, float* out) = 0;
+  // Logits of the logit rows of the last forward: [rows, vocab] (tests and tools).
+  virtual std::vector<float> logits() = 0;
+};
+
+}  // namespace mla

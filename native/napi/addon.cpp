@@ -1,0 +1,28 @@
+// Module init: the only entry point Node sees.
+#include <napi.h>
+
+#include "napi/engine_wrap.h"
+
+namespace {
+
+Napi::Object buildInfo(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+#ifdef MLA_WITH_CUDA
+  o.Set("cuda", true);
+#else
+  o.Set("cuda", false);
+#endif
+  o.Set("devices", Napi::String::New(env, "cpu"));
+  return o;
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", mla::napi::EngineWrap::defineClass(env));
+  exports.Set("loadEngine", Napi::Function::New(env, mla::napi::loadEngine, "loadEngine"));
+  exports.Set("buildInfo", buildInfo(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(mla_native, init)

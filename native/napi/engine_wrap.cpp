@@ -1,0 +1,202 @@
+#include "napi/engine_wrap.h"
+
+#include "napi/args.h"
+#include "napi/workers.h"
+
+namespace mla::napi {
+
+namespace {
+Napi::FunctionReference& constructorRef(Napi::Env env) { return *env.GetInstanceData<Napi::FunctionReference>(); }
+
+const char* attentionName(AttentionKind kind) { return kind == AttentionKind::kMla ? "mla" : "gqa"; }
+
+const char* ropeScalingName(RopeScaling s) {
+  switch (s) {
+    case RopeScaling::kLinear: return "linear";
+    case RopeScaling::kLlama3: return "llama3";
+    default: return "none";
+  }
+}
+}  // namespace
+
+Napi::Function EngineWrap::defineClass(Napi::Env env) {
+  Napi::Function cls = DefineClass(env, "Engine", {
+      InstanceMethod("config", &EngineWrap::config),
+      InstanceMethod("cacheInfo", &EngineWrap::cacheInfo),
+      InstanceMethod("addSequence", &EngineWrap::addSequence),
+      InstanceMethod("ensureCapacity", &EngineWrap::ensureCapacity),
+      InstanceMethod("fork", &EngineWrap::fork),
+      InstanceMethod("freeSequence", &EngineWrap::freeSequence),
+      InstanceMethod("hasSequence", &EngineWrap::hasSequence),
+      InstanceMethod("numComputedTokens", &EngineWrap::numComputedTokens),
+      InstanceMethod("checkIntegrity", &EngineWrap::checkIntegrity),
+      InstanceMethod("step", &EngineWrap::step),
+      InstanceMethod("score", &EngineWrap::score),
+      InstanceMethod("dispose", &EngineWrap::dispose),
+  });
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(cls)));
+  return cls;
+}
+
+Napi::Object EngineWrap::wrap(Napi::Env env, std::unique_ptr<Engine> engine) {
+  Napi::Object obj = constructorRef(env).New({Napi::External<Engine>::New(env, engine.get())});
+  engine.release();  // now owned by the wrapper
+  return obj;
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) {
+    throwType(info.Env(), "Engine cannot be constructed directly: use loadEngine(options)");
+  }
+  engine_.reset(info[0].As<Napi::External<Engine>>().Data());
+}
+
+Engine& EngineWrap::engine() { return *engine_; }
+
+void EngineWrap::requireIdle(Napi::Env env, const char* what) {
+  if (!engine_) throw Napi::Error::New(env, std::string(what) + ": the engine was disposed");
+  if (busy_) throw Napi::Error::New(env, std::string(what) + ": the engine is busy with a step; wait for it to finish");
+}
+
+Napi::Value EngineWrap::config(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "config");
+  const ModelConfig& c = engine_->config();
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("modelType", c.modelType);
+  o.Set("attention", attentionName(c.attention));
+  o.Set("vocabSize", c.vocabSize);
+  o.Set("hiddenSize", c.hiddenSize);
+  o.Set("intermediateSize", c.intermediateSize);
+  o.Set("numLayers", c.numLayers);
+  o.Set("numHeads", c.numHeads);
+  o.Set("numKvHeads", c.numKvHeads);
+  o.Set("headDim", c.headDim);
+  o.Set("slidingWindow", c.slidingWindow);
+  o.Set("rmsNormEps", c.rmsNormEps);
+  o.Set("tieWordEmbeddings", c.tieWordEmbeddings);
+  o.Set("maxPositionEmbeddings", c.maxPositionEmbeddings);
+  o.Set("qLoraRank", c.qLoraRank);
+  o.Set("kvLoraRank", c.kvLoraRank);
+  o.Set("qkNopeHeadDim", c.qkNopeHeadDim);
+  o.Set("qkRopeHeadDim", c.qkRopeHeadDim);
+  o.Set("vHeadDim", c.vHeadDim);
+  o.Set("latentNorm", c.latentNorm);
+  o.Set("softmaxScale", c.softmaxScale);
+  o.Set("ropeTheta", c.rope.theta);
+  o.Set("ropeDim", c.rope.dim);
+  o.Set("ropeInterleaved", c.rope.interleaved);
+  o.Set("ropeScaling", ropeScalingName(c.rope.scaling));
+  o.Set("cacheEntrySize", c.cacheEntrySize());
+  return o;
+}
+
+Napi::Value EngineWrap::cacheInfo(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "cacheInfo");
+  const BlockManager& b = engine_->blocks();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("numBlocks", b.numBlocks());
+  o.Set("numFreeBlocks", b.numFreeBlocks());
+  o.Set("blockSize", b.blockSize());
+  o.Set("bytesPerBlock", static_cast<double>(engine_->bytesPerBlock()));
+  o.Set("prefixHitTokens", static_cast<double>(b.prefixHitTokens()));
+  o.Set("prefixQueryTokens", static_cast<double>(b.prefixQueryTokens()));
+  o.Set("device", engine_->backend().name());
+  return o;
+}
+
+// addSequence(seqId, tokens: Int32Array, numPromptTokens, params) -> cached token count | null
+Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "addSequence");
+  const int64_t id = intArg(info, 0, "seqId");
+  const std::vector<int32_t> tokens = int32ArrayArg(info, 1, "tokens");
+  const int64_t numPrompt = intArg(info, 2, "numPromptTokens");
+  const SamplingParams params = samplingParamsArg(info, 3);
+  if (tokens.empty()) throwType(info.Env(), "tokens must not be empty");
+  if (numPrompt < 0 || numPrompt > static_cast<int64_t>(tokens.size())) throwType(info.Env(), "numPromptTokens must be within [0, tokens.length]");
+  auto cached = guarded(info.Env(), [&] { return engine_->addSequence(id, tokens.data(), static_cast<int>(tokens.size()), static_cast<int>(numPrompt), params); });
+  return cached ? Napi::Number::New(info.Env(), *cached) : info.Env().Null();
+}
+
+Napi::Value EngineWrap::ensureCapacity(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "ensureCapacity");
+  const int64_t id = intArg(info, 0, "seqId"), n = intArg(info, 1, "numTokens");
+  if (n < 0 || n > (1 << 30)) throwType(info.Env(), "numTokens out of range");
+  return Napi::Boolean::New(info.Env(), guarded(info.Env(), [&] { return engine_->ensureCapacity(id, static_cast<int>(n)); }));
+}
+
+Napi::Value EngineWrap::fork(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "fork");
+  const int64_t src = intArg(info, 0, "srcSeqId"), dst = intArg(info, 1, "dstSeqId");
+  const SamplingParams params = samplingParamsArg(info, 2);
+  return Napi::Boolean::New(info.Env(), guarded(info.Env(), [&] { return engine_->fork(src, dst, params); }));
+}
+
+Napi::Value EngineWrap::freeSequence(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "freeSequence");
+  const int64_t id = intArg(info, 0, "seqId");
+  guarded(info.Env(), [&] { engine_->freeSequence(id); return 0; });
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::hasSequence(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "hasSequence");
+  return Napi::Boolean::New(info.Env(), engine_->hasSequence(intArg(info, 0, "seqId")));
+}
+
+Napi::Value EngineWrap::numComputedTokens(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "numComputedTokens");
+  const int64_t id = intArg(info, 0, "seqId");
+  return Napi::Number::New(info.Env(), guarded(info.Env(), [&] { return engine_->blocks().numComputedTokens(id); }));
+}
+
+Napi::Value EngineWrap::checkIntegrity(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "checkIntegrity");
+  guarded(info.Env(), [&] { engine_->blocks().checkIntegrity(); return 0; });
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::step(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "step");
+  StepInput input = stepInputArg(info, 0, true);
+  const bool returnLogits = boolField(info[0].As<Napi::Object>(), "returnLogits", false);
+  return StepWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), returnLogits);
+}
+
+Napi::Value EngineWrap::score(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "score");
+  StepInput input = stepInputArg(info, 0, false);
+  std::vector<int32_t> targets = int32ArrayField(info[0].As<Napi::Object>(), "targetIds");
+  if (targets.size() != input.tokenIds.size()) throwType(info.Env(), "targetIds must have one entry per token in tokenIds");
+  return ScoreWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), std::move(targets));
+}
+
+Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "dispose");
+  engine_.reset();
+  return info.Env().Undefined();
+}
+
+Napi::Value loadEngine(const Napi::CallbackInfo& info) {
+  Napi::Object o = objectArg(info, 0, "options");
+  EngineOptions opts;
+  opts.modelDir = stringField(o, "modelDir", "");
+  if (opts.modelDir.empty()) throwType(info.Env(), "options.modelDir is required");
+  opts.device = stringField(o, "device", "cpu");
+  opts.numThreads = static_cast<int>(intField(o, "numThreads", 0));
+  opts.numBlocks = static_cast<int>(intField(o, "numBlocks", 0));
+  opts.cacheBytes = intField(o, "cacheBytes", opts.cacheBytes);
+  opts.enablePrefixCaching = boolField(o, "enablePrefixCaching", true);
+  opts.poisonCache = boolField(o, "poisonCache", false);
+  const std::string path = stringField(o, "mlaPath", "auto");
+  if (path == "auto") opts.mlaPath = MlaPath::kAuto;
+  else if (path == "absorbed") opts.mlaPath = MlaPath::kAbsorbed;
+  else if (path == "expanded") opts.mlaPath = MlaPath::kExpanded;
+  else throwType(info.Env(), "options.mlaPath must be \"auto\", \"absorbed\" or \"expanded\"");
+  if (opts.numThreads < 0 || opts.numThreads > 1024) throwType(info.Env(), "options.numThreads must be within [0, 1024]");
+  if (opts.numBlocks < 0) throwType(info.Env(), "options.numBlocks must be >= 0");
+  if (opts.cacheBytes <= 0) throwType(info.Env(), "options.cacheBytes must be > 0");
+  return LoadWorker::start(info.Env(), std::move(opts));
+}
+
+}  // namespace mla::napi

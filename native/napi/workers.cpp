@@ -1,0 +1,150 @@
+#include "napi/workers.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "napi/args.h"
+#include "napi/engine_wrap.h"
+
+namespace mla::napi {
+
+StepInput stepInputArg(const Napi::CallbackInfo& info, size_t index, bool withSampling) {
+  Napi::Object o = objectArg(info, index, "batch");
+  StepInput in;
+  const std::vector<int32_t> ids = int32ArrayField(o, "seqIds");
+  in.seqIds.assign(ids.begin(), ids.end());
+  in.startPositions = int32ArrayField(o, "startPositions");
+  in.numTokens = int32ArrayField(o, "numTokens");
+  in.tokenIds = int32ArrayField(o, "tokenIds");
+  const size_t B = in.seqIds.size();
+  if (B == 0) throwType(info.Env(), "batch.seqIds must not be empty");
+  if (in.startPositions.size() != B) throwType(info.Env(), "batch.startPositions must have one entry per sequence");
+  if (in.numTokens.size() != B) throwType(info.Env(), "batch.numTokens must have one entry per sequence");
+  int64_t total = 0;
+  for (int32_t n : in.numTokens) {
+    if (n <= 0) throwType(info.Env(), "batch.numTokens entries must be positive");
+    total += n;
+  }
+  if (total != static_cast<int64_t>(in.tokenIds.size())) throwType(info.Env(), "batch.tokenIds length must equal the sum of batch.numTokens");
+  if (withSampling) {
+    in.sampleMask = uint8ArrayField(o, "sampleMask");
+    if (in.sampleMask.size() != B) throwType(info.Env(), "batch.sampleMask must have one entry per sequence");
+    in.numTopLogprobs = static_cast<int>(intField(o, "numTopLogprobs", 0));
+    if (in.numTopLogprobs < 0 || in.numTopLogprobs > 20) throwType(info.Env(), "batch.numTopLogprobs must be within [0, 20]");
+  }
+  return in;
+}
+
+// ---- loading ----
+
+LoadWorker::LoadWorker(Napi::Env env, EngineOptions options)
+    : Napi::AsyncWorker(env, "mla.load"), options_(std::move(options)), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+Napi::Value LoadWorker::start(Napi::Env env, EngineOptions options) {
+  auto* w = new LoadWorker(env, std::move(options));
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();
+  return p;
+}
+
+void LoadWorker::Execute() {
+  try {
+    engine_ = Engine::create(options_);
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void LoadWorker::OnOK() { deferred_.Resolve(EngineWrap::wrap(Env(), std::move(engine_))); }
+void LoadWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
+
+// ---- steps ----
+
+EngineWorker::EngineWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self)
+    : Napi::AsyncWorker(env, "mla.step"), wrap_(wrap), self_(Napi::Persistent(self)), deferred_(Napi::Promise::Deferred::New(env)) {
+  wrap_->setBusy(true);
+}
+
+void EngineWorker::finish() {
+  wrap_->setBusy(false);
+  self_.Reset();
+}
+
+void EngineWorker::OnError(const Napi::Error& e) {
+  finish();
+  deferred_.Reject(e.Value());
+}
+
+StepWorker::StepWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, bool returnLogits)
+    : EngineWorker(env, wrap, self), input_(std::move(input)), returnLogits_(returnLogits) {}
+
+Napi::Value StepWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, bool returnLogits) {
+  auto* w = new StepWorker(env, wrap, self, std::move(input), returnLogits);
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();
+  return p;
+}
+
+void StepWorker::Execute() {
+  try {
+    results_ = wrap_->engine().step(input_, returnLogits_ ? &logits_ : nullptr);
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void StepWorker::OnOK() {
+  finish();
+  Napi::Env env = Env();
+  const size_t R = results_.size(), K = static_cast<size_t>(input_.numTopLogprobs);
+  auto tokens = Napi::Int32Array::New(env, R);
+  auto logprobs = Napi::Float32Array::New(env, R);
+  auto topTokens = Napi::Int32Array::New(env, R * K);
+  auto topLogprobs = Napi::Float32Array::New(env, R * K);
+  for (size_t r = 0; r < R; ++r) {
+    tokens[r] = results_[r].token;
+    logprobs[r] = results_[r].logprob;
+    for (size_t k = 0; k < K && k < results_[r].topTokens.size(); ++k) {
+      topTokens[r * K + k] = results_[r].topTokens[k];
+      topLogprobs[r * K + k] = results_[r].topLogprobs[k];
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("tokenIds", tokens);
+  out.Set("logprobs", logprobs);
+  out.Set("topTokenIds", topTokens);
+  out.Set("topLogprobs", topLogprobs);
+  if (returnLogits_) {
+    auto logits = Napi::Float32Array::New(env, logits_.size());
+    std::memcpy(logits.Data(), logits_.data(), logits_.size() * sizeof(float));
+    out.Set("logits", logits);
+  }
+  deferred_.Resolve(out);
+}
+
+ScoreWorker::ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets)
+    : EngineWorker(env, wrap, self), input_(std::move(input)), targets_(std::move(targets)) {}
+
+Napi::Value ScoreWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets) {
+  auto* w = new ScoreWorker(env, wrap, self, std::move(input), std::move(targets));
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();
+  return p;
+}
+
+void ScoreWorker::Execute() {
+  try {
+    logprobs_ = wrap_->engine().score(input_, targets_.data());
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void ScoreWorker::OnOK() {
+  finish();
+  auto out = Napi::Float32Array::New(Env(), logprobs_.size());
+  std::memcpy(out.Data(), logprobs_.data(), logprobs_.size() * sizeof(float));
+  deferred_.Resolve(out);
+}
+
+}  // namespace mla::napi

@@ -1,0 +1,81 @@
+// AsyncWorkers: model loading and steps run off the JS thread and settle a Promise.
+#pragma once
+#include <napi.h>
+
+#include <exception>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace mla::napi {
+
+class EngineWrap;
+
+// Runs fn, turning a native exception into a JS Error (synchronous calls).
+template <typename Fn>
+auto guarded(Napi::Env env, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// Reads {seqIds, startPositions, numTokens, tokenIds, sampleMask?, numTopLogprobs?} (typed arrays).
+StepInput stepInputArg(const Napi::CallbackInfo& info, size_t index, bool withSampling);
+
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  static Napi::Value start(Napi::Env env, EngineOptions options);
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+
+ private:
+  LoadWorker(Napi::Env env, EngineOptions options);
+  EngineOptions options_;
+  std::unique_ptr<Engine> engine_;
+  Napi::Promise::Deferred deferred_;
+};
+
+// Base for workers that run on a loaded engine: marks it busy and keeps the JS object alive.
+class EngineWorker : public Napi::AsyncWorker {
+ protected:
+  EngineWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self);
+  void OnError(const Napi::Error& e) override;
+  void finish();
+  EngineWrap* wrap_;
+  Napi::ObjectReference self_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class StepWorker : public EngineWorker {
+ public:
+  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, bool returnLogits);
+  void Execute() override;
+  void OnOK() override;
+
+ private:
+  StepWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, bool returnLogits);
+  StepInput input_;
+  bool returnLogits_;
+  std::vector<SampleResult> results_;
+  std::vector<float> logits_;
+};
+
+class ScoreWorker : public EngineWorker {
+ public:
+  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets);
+  void Execute() override;
+  void OnOK() override;
+
+ private:
+  ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets);
+  StepInput input_;
+  std::vector<int32_t> targets_;
+  std::vector<float> logprobs_;
+};
+
+}  // namespace mla::napi
