@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "cpu/simd.h"
 
 namespace mla::cpu {
 
@@ -27,32 +28,20 @@ std::vector<TokenRef> tokenRefs(const ForwardBatch& batch) {
   return refs;
 }
 
-// In place: scores[0..n) -> softmax probabilities (two passes, float).
+// In place: scores[0..n) -> softmax probabilities.
 void softmax(float* scores, int n) {
-  float maxScore = -INFINITY;
-  for (int t = 0; t < n; ++t) maxScore = std::max(maxScore, scores[t]);
-  float sum = 0;
-  for (int t = 0; t < n; ++t) {
-    scores[t] = std::exp(scores[t] - maxScore);
-    sum += scores[t];
-  }
-  const float inv = 1.0f / sum;
+  const double sum = simd::expShifted(scores, simd::maxOf(scores, n), scores, n);
+  const float inv = static_cast<float>(1.0 / sum);
   for (int t = 0; t < n; ++t) scores[t] *= inv;
 }
 
-float dot(const float* a, const float* b, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-void axpy(float a, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
+using simd::axpy;
+using simd::dot;
 
 }  // namespace
 
 bool absorbedIsCheaper(const ModelConfig& c, int numNewTokens, int contextLength) {
+  if (numNewTokens == 1) return true;  // decode: the latent cache is read once for all heads
   // Per head, multiply-adds: absorbed attends in latent space (kv_lora + rope for scores, kv_lora for
   // values); expanded first decompresses every context token through kv_b_proj.
   const double L = c.kvLoraRank, R = c.qkRopeHeadDim, N = c.qkNopeHeadDim, V = c.vHeadDim;

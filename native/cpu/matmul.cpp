@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define MLA_AVX2 1
-#endif
+#include "cpu/simd.h"
 
 namespace mla::cpu {
 
@@ -26,68 +23,75 @@ void matmulReference(const float* x, int m, const Matrix& w, const float* bias, 
 
 namespace {
 
+inline float scalar(float v) { return v; }
+inline float scalar(uint16_t v) { return bf16ToFloat(v); }
+
 #ifdef MLA_AVX2
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) {
   __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
 #endif
 
-inline float scalar(float v) { return v; }
-inline float scalar(uint16_t v) { return bf16ToFloat(v); }
-
-// Dot products of 4 weight rows with one x row: out[r] = x · w_r. Lane-wise partial sums over
-// k in steps of 8, then a fixed horizontal sum, then the scalar tail: the same order for every call.
-template <typename T>
-inline void dot4(const float* x, const T* w0, const T* w1, const T* w2, const T* w3, int k, float* out) {
+// The micro-kernel: MR rows of x against 4 rows of w, y[i][r] = x_i · w_r. Each weight chunk is
+// widened once and used MR times. Every (i, r) sums lane-wise over k in steps of 8, then a fixed
+// horizontal sum, then the scalar tail: the same order for any MR, so batching never changes a value.
+template <int MR, typename T>
+inline void kernel(const float* const* x, const T* const* w, int k, float out[][4]) {
   int i = 0;
 #ifdef MLA_AVX2
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  __m256 acc[MR][4];
+  for (int a = 0; a < MR; ++a)
+    for (int r = 0; r < 4; ++r) acc[a][r] = _mm256_setzero_ps();
   for (; i + 8 <= k; i += 8) {
-    __m256 xv = load8(x + i);
-    a0 = _mm256_fmadd_ps(xv, load8(w0 + i), a0);
-    a1 = _mm256_fmadd_ps(xv, load8(w1 + i), a1);
-    a2 = _mm256_fmadd_ps(xv, load8(w2 + i), a2);
-    a3 = _mm256_fmadd_ps(xv, load8(w3 + i), a3);
+    __m256 xv[MR];
+    for (int a = 0; a < MR; ++a) xv[a] = _mm256_loadu_ps(x[a] + i);
+    for (int r = 0; r < 4; ++r) {
+      const __m256 wv = load8(w[r] + i);
+      for (int a = 0; a < MR; ++a) acc[a][r] = _mm256_fmadd_ps(xv[a], wv, acc[a][r]);
+    }
   }
-  float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (int a = 0; a < MR; ++a)
+    for (int r = 0; r < 4; ++r) out[a][r] = simd::hsum(acc[a][r]);
 #else
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (int a = 0; a < MR; ++a)
+    for (int r = 0; r < 4; ++r) out[a][r] = 0;
 #endif
   for (; i < k; ++i) {
-    s0 += x[i] * scalar(w0[i]);
-    s1 += x[i] * scalar(w1[i]);
-    s2 += x[i] * scalar(w2[i]);
-    s3 += x[i] * scalar(w3[i]);
+    for (int r = 0; r < 4; ++r) {
+      const float wv = scalar(w[r][i]);
+      for (int a = 0; a < MR; ++a) out[a][r] += x[a][i] * wv;
+    }
   }
-  out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
 }
 
 template <typename T>
 void matmulRows(const float* x, int m, const T* w, int n, int k, const float* bias, float* y, int rowBegin, int rowEnd) {
   // Keep a block of x rows hot in L2 while 4 weight rows at a time stream past it.
-  const int xBlock = std::max(1, static_cast<int>((256 * 1024) / (static_cast<size_t>(k) * sizeof(float))));
+  const int xBlock = std::max(3, static_cast<int>((192 * 1024) / (static_cast<size_t>(k) * sizeof(float))) / 3 * 3);
   for (int i0 = 0; i0 < m; i0 += xBlock) {
     const int i1 = std::min(m, i0 + xBlock);
     for (int j = rowBegin; j < rowEnd; j += 4) {
-      const int j0 = j, j1 = std::min(j + 1, rowEnd - 1), j2 = std::min(j + 2, rowEnd - 1), j3 = std::min(j + 3, rowEnd - 1);
-      const T* w0 = w + static_cast<size_t>(j0) * k;
-      const T* w1 = w + static_cast<size_t>(j1) * k;
-      const T* w2 = w + static_cast<size_t>(j2) * k;
-      const T* w3 = w + static_cast<size_t>(j3) * k;
       const int count = std::min(4, rowEnd - j);
-      for (int i = i0; i < i1; ++i) {
-        float s[4];
-        dot4(x + static_cast<size_t>(i) * k, w0, w1, w2, w3, k, s);
-        float* yr = y + static_cast<size_t>(i) * n + j;
+      const T* wr[4];
+      for (int r = 0; r < 4; ++r) wr[r] = w + static_cast<size_t>(std::min(j + r, rowEnd - 1)) * k;
+      auto store = [&](int row, const float* s) {
+        float* yr = y + static_cast<size_t>(row) * n + j;
         for (int c = 0; c < count; ++c) yr[c] = s[c] + (bias ? bias[j + c] : 0.0f);
+      };
+      int i = i0;
+      for (; i + 3 <= i1; i += 3) {
+        const float* xr[3] = {x + static_cast<size_t>(i) * k, x + static_cast<size_t>(i + 1) * k, x + static_cast<size_t>(i + 2) * k};
+        float s[3][4];
+        kernel<3>(xr, wr, k, s);
+        for (int a = 0; a < 3; ++a) store(i + a, s[a]);
+      }
+      for (; i < i1; ++i) {
+        const float* xr[1] = {x + static_cast<size_t>(i) * k};
+        float s[1][4];
+        kernel<1>(xr, wr, k, s);
+        store(i, s[0]);
       }
     }
   }

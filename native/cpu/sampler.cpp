@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/simd.h"
+
 namespace mla::cpu {
 
 namespace {
@@ -14,14 +16,11 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// log(sum(exp(x - max))) + max over logits, in double.
-double logSumExp(const float* x, int n, float* maxOut = nullptr) {
-  float m = -INFINITY;
-  for (int i = 0; i < n; ++i) m = std::max(m, x[i]);
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - m);
-  if (maxOut) *maxOut = m;
-  return std::log(sum) + m;
+// log(sum(exp(x))) over logits; `scratch` receives exp(x - max).
+double logSumExp(const float* x, int n, std::vector<float>& scratch) {
+  scratch.resize(static_cast<size_t>(n));
+  const float m = simd::maxOf(x, n);
+  return std::log(simd::expShifted(x, m, scratch.data(), n)) + m;
 }
 
 void applyPenalties(const SampleRequest& req, float* z, int vocab) {
@@ -52,24 +51,24 @@ int32_t argmax(const float* z, int n) {
   return best;
 }
 
-// Orders candidates by logit, high first, ties by token id: a total, deterministic order.
-struct ByLogit {
-  const float* z;
-  bool operator()(int32_t a, int32_t b) const { return z[a] > z[b] || (z[a] == z[b] && a < b); }
+// Orders token ids by a score, high first, ties by id: a total, deterministic order.
+struct ByScore {
+  const float* s;
+  bool operator()(int32_t a, int32_t b) const { return s[a] > s[b] || (s[a] == s[b] && a < b); }
 };
 
-// Keeps the shortest prefix (by ByLogit order) of `cand` whose probability reaches topP of the
+// Keeps the shortest prefix (in ByScore order) of `cand` whose weight reaches topP of the
 // candidates' total. Sorts only as much of `cand` as it needs.
-void keepTopP(std::vector<int32_t>& cand, const float* z, float zmax, float topP) {
+void keepTopP(std::vector<int32_t>& cand, const float* weight, float topP) {
   double total = 0;
-  for (int32_t t : cand) total += std::exp(static_cast<double>(z[t]) - zmax);
+  for (int32_t t : cand) total += weight[t];
   const double target = topP * total;
   size_t sorted = 0, want = std::min<size_t>(cand.size(), 64);
   double cum = 0;
   while (true) {
-    std::partial_sort(cand.begin() + static_cast<long>(sorted), cand.begin() + static_cast<long>(want), cand.end(), ByLogit{z});
+    std::partial_sort(cand.begin() + static_cast<long>(sorted), cand.begin() + static_cast<long>(want), cand.end(), ByScore{weight});
     for (size_t i = sorted; i < want; ++i) {
-      cum += std::exp(static_cast<double>(z[cand[i]]) - zmax);
+      cum += weight[cand[i]];
       if (cum >= target) {
         cand.resize(i + 1);
         return;
@@ -88,11 +87,24 @@ void topLogprobs(const float* logits, int vocab, double lse, int k, SampleResult
   k = std::min(k, vocab);
   ids.resize(static_cast<size_t>(vocab));
   for (int i = 0; i < vocab; ++i) ids[static_cast<size_t>(i)] = i;
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), ByLogit{logits});
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), ByScore{logits});
   for (int i = 0; i < k; ++i) {
     out.topTokens.push_back(ids[static_cast<size_t>(i)]);
     out.topLogprobs.push_back(static_cast<float>(logits[ids[static_cast<size_t>(i)]] - lse));
   }
+}
+
+// Draws from the weights (unnormalized probabilities) of `cand`, in its order.
+int32_t draw(const std::vector<int32_t>& cand, const float* weight, double u) {
+  double total = 0;
+  for (int32_t t : cand) total += weight[t];
+  const double target = u * total;
+  double cum = 0;
+  for (int32_t t : cand) {
+    cum += weight[t];
+    if (target < cum) return t;
+  }
+  return cand.back();
 }
 
 }  // namespace
@@ -103,7 +115,8 @@ double uniformFromCounter(uint64_t seed, uint64_t counter) {
 }
 
 float targetLogprob(const float* logits, int vocab, int32_t target) {
-  return static_cast<float>(logits[target] - logSumExp(logits, vocab));
+  std::vector<float> scratch;
+  return static_cast<float>(logits[target] - logSumExp(logits, vocab, scratch));
 }
 
 void sampleRow(const float* logits, int vocab, const SampleRequest& req, int numTopLogprobs, SampleResult& out,
@@ -119,36 +132,22 @@ void sampleRow(const float* logits, int vocab, const SampleRequest& req, int num
   } else {
     const float invT = 1.0f / p.temperature;
     for (float& v : z) v *= invT;
-    float zmax = -INFINITY;
-    for (float v : z) zmax = std::max(zmax, v);
+    // z becomes the unnormalized probabilities exp(z - zmax): the most likely token weighs 1.
+    simd::expShifted(z.data(), simd::maxOf(z.data(), vocab), z.data(), vocab);
     std::vector<int32_t>& cand = scratch.candidates;
     cand.clear();
-    // min-p keeps tokens with p >= min_p * p_max, i.e. z >= zmax + log(min_p).
-    const float floor = p.minP > 0 ? zmax + std::log(p.minP) : -INFINITY;
     for (int i = 0; i < vocab; ++i) {
-      if (z[static_cast<size_t>(i)] >= floor) cand.push_back(i);
+      if (z[static_cast<size_t>(i)] >= p.minP) cand.push_back(i);  // min-p: p >= min_p * p_max
     }
     if (p.topK > 0 && static_cast<size_t>(p.topK) < cand.size()) {
-      std::nth_element(cand.begin(), cand.begin() + p.topK - 1, cand.end(), ByLogit{z.data()});
+      std::nth_element(cand.begin(), cand.begin() + p.topK - 1, cand.end(), ByScore{z.data()});
       cand.resize(static_cast<size_t>(p.topK));
-      std::sort(cand.begin(), cand.end(), ByLogit{z.data()});
+      std::sort(cand.begin(), cand.end(), ByScore{z.data()});
     }
-    if (p.topP < 1.0f) keepTopP(cand, z.data(), zmax, p.topP);
-    // Inverse CDF over the kept candidates, in their (deterministic) order.
-    double total = 0;
-    for (int32_t t : cand) total += std::exp(static_cast<double>(z[static_cast<size_t>(t)]) - zmax);
-    const double u = uniformFromCounter(p.seed, req.counter) * total;
-    double cum = 0;
-    token = cand.back();
-    for (int32_t t : cand) {
-      cum += std::exp(static_cast<double>(z[static_cast<size_t>(t)]) - zmax);
-      if (u < cum) {
-        token = t;
-        break;
-      }
-    }
+    if (p.topP < 1.0f) keepTopP(cand, z.data(), p.topP);
+    token = draw(cand, z.data(), uniformFromCounter(p.seed, req.counter));
   }
-  const double lse = logSumExp(logits, vocab);
+  const double lse = logSumExp(logits, vocab, z);
   out.token = token;
   out.logprob = static_cast<float>(logits[token] - lse);
   topLogprobs(logits, vocab, lse, numTopLogprobs, out, scratch.candidates);

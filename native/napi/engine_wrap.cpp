@@ -23,6 +23,7 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
   Napi::Function cls = DefineClass(env, "Engine", {
       InstanceMethod("config", &EngineWrap::config),
       InstanceMethod("cacheInfo", &EngineWrap::cacheInfo),
+      InstanceMethod("numFreeBlocks", &EngineWrap::numFreeBlocks),
       InstanceMethod("addSequence", &EngineWrap::addSequence),
       InstanceMethod("ensureCapacity", &EngineWrap::ensureCapacity),
       InstanceMethod("fork", &EngineWrap::fork),
@@ -59,7 +60,8 @@ void EngineWrap::requireIdle(Napi::Env env, const char* what) {
 }
 
 Napi::Value EngineWrap::config(const Napi::CallbackInfo& info) {
-  requireIdle(info.Env(), "config");
+  // The config never changes, so it may be read while a step runs.
+  if (!engine_) throw Napi::Error::New(info.Env(), "config: the engine was disposed");
   const ModelConfig& c = engine_->config();
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -103,6 +105,11 @@ Napi::Value EngineWrap::cacheInfo(const Napi::CallbackInfo& info) {
   o.Set("prefixQueryTokens", static_cast<double>(b.prefixQueryTokens()));
   o.Set("device", engine_->backend().name());
   return o;
+}
+
+Napi::Value EngineWrap::numFreeBlocks(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "numFreeBlocks");
+  return Napi::Number::New(info.Env(), engine_->blocks().numFreeBlocks());
 }
 
 // addSequence(seqId, tokens: Int32Array, numPromptTokens, params) -> cached token count | null

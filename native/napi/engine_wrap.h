@@ -23,6 +23,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   void requireIdle(Napi::Env env, const char* what);
   Napi::Value config(const Napi::CallbackInfo& info);
   Napi::Value cacheInfo(const Napi::CallbackInfo& info);
+  Napi::Value numFreeBlocks(const Napi::CallbackInfo& info);
   Napi::Value addSequence(const Napi::CallbackInfo& info);
   Napi::Value ensureCapacity(const Napi::CallbackInfo& info);
   Napi::Value fork(const Napi::CallbackInfo& info);

@@ -1,0 +1,31 @@
+// Flags shared by the commands that load a model.
+import type { LoadModelOptions } from "../model/load.js";
+import type { FlagSpec, FlagValues } from "./args.js";
+import { UsageError } from "./args.js";
+
+export function engineFlags(): Record<string, FlagSpec> {
+  return {
+    device: { type: "string", default: "cpu", help: "cpu or cuda" },
+    threads: { type: "int", help: "CPU threads (default: all cores)" },
+    "kv-cache-memory": { type: "string", default: "512MiB", help: "CPU cache size (bytes, or with KiB/MiB/GiB)" },
+  };
+}
+
+/** "512MiB" -> bytes. */
+export function parseBytes(text: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$/i.exec(text);
+  if (!m) throw new UsageError(`--${flag} must be a size such as 512MiB or 2GiB, got "${text}"`);
+  const unit = (m[2] ?? "b").toLowerCase();
+  const scale = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? 1024 ** 2 : unit.startsWith("g") ? 1024 ** 3 : 1;
+  return Math.floor(Number(m[1]) * scale);
+}
+
+export function loadOptionsFrom(v: FlagValues): LoadModelOptions {
+  const device = v.device as string;
+  if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got "${device}"`);
+  return {
+    device,
+    numThreads: v.threads as number | undefined,
+    cacheBytes: parseBytes(v["kv-cache-memory"] as string, "kv-cache-memory"),
+  };
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// mla-serve: serve | generate | convert | ppl | bench
+import { UsageError } from "./args.js";
+import { benchCommand } from "./bench.js";
+import { generateCommand } from "./generate.js";
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  generate: generateCommand,
+  bench: benchCommand,
+};
+
+const HELP = `usage: mla-serve <command> [options]
+
+commands:
+  serve      serve a model behind an OpenAI-compatible API
+  generate   generate text for one prompt
+  convert    convert a GQA checkpoint to MLA (TransMLA)
+  ppl        perplexity of a model on a text file
+  bench      benchmark a model
+
+Run mla-serve <command> --help for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    process.stdout.write(HELP + "\n");
+    return command ? 0 : 2;
+  }
+  const run = COMMANDS[command];
+  if (!run) throw new UsageError(`unknown command "${command}" (try: ${Object.keys(COMMANDS).join(", ")})`);
+  return run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`mla-serve: ${message}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,93 @@
+// Sampling options of one request, after defaults (engine-level: no HTTP types here).
+import { randomInt } from "node:crypto";
+
+import type { NativeSamplingParams } from "../native/types.js";
+
+export interface SamplingOptions {
+  /** Choices generated for the prompt. */
+  n: number;
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  repetitionPenalty: number;
+  /** Choice i samples with seed + i; random when absent. */
+  seed: number | undefined;
+  stop: string[];
+  stopTokenIds: number[];
+  ignoreEos: boolean;
+  /** Top log-probs per generated token (0: only the sampled token's); null: none. */
+  logprobs: number | null;
+}
+
+/** Defaults a model's generation_config.json may override. */
+export interface GenerationDefaults {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+}
+
+export const MAX_TOP_LOGPROBS = 20;
+const SEED_LIMIT = 2 ** 48;
+
+/** Fills unset options from the model's defaults, then the engine's. */
+export function resolveSampling(partial: Partial<SamplingOptions>, defaults: GenerationDefaults = {}): SamplingOptions {
+  return {
+    n: partial.n ?? 1,
+    maxTokens: partial.maxTokens ?? 16,
+    temperature: partial.temperature ?? defaults.temperature ?? 1.0,
+    topP: partial.topP ?? defaults.topP ?? 1.0,
+    topK: partial.topK ?? defaults.topK ?? 0,
+    minP: partial.minP ?? defaults.minP ?? 0,
+    presencePenalty: partial.presencePenalty ?? 0,
+    frequencyPenalty: partial.frequencyPenalty ?? 0,
+    repetitionPenalty: partial.repetitionPenalty ?? defaults.repetitionPenalty ?? 1.0,
+    seed: partial.seed,
+    stop: partial.stop ?? [],
+    stopTokenIds: partial.stopTokenIds ?? [],
+    ignoreEos: partial.ignoreEos ?? false,
+    logprobs: partial.logprobs ?? null,
+  };
+}
+
+/** Returns a message naming the first invalid option, or null. */
+export function validateSampling(s: SamplingOptions): { param: string; message: string } | null {
+  const bad = (param: string, message: string) => ({ param, message });
+  if (!Number.isInteger(s.n) || s.n < 1 || s.n > 128) return bad("n", "n must be an integer in [1, 128]");
+  if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1) return bad("max_tokens", "max_tokens must be a positive integer");
+  if (!(s.temperature >= 0 && s.temperature <= 100)) return bad("temperature", "temperature must be in [0, 100]");
+  if (!(s.topP > 0 && s.topP <= 1)) return bad("top_p", "top_p must be in (0, 1]");
+  if (!Number.isInteger(s.topK) || s.topK < -1) return bad("top_k", "top_k must be -1, 0 (all tokens) or a positive integer");
+  if (!(s.minP >= 0 && s.minP <= 1)) return bad("min_p", "min_p must be in [0, 1]");
+  if (!(s.presencePenalty >= -2 && s.presencePenalty <= 2)) return bad("presence_penalty", "presence_penalty must be in [-2, 2]");
+  if (!(s.frequencyPenalty >= -2 && s.frequencyPenalty <= 2)) return bad("frequency_penalty", "frequency_penalty must be in [-2, 2]");
+  if (!(s.repetitionPenalty > 0 && s.repetitionPenalty <= 10)) return bad("repetition_penalty", "repetition_penalty must be in (0, 10]");
+  if (s.seed !== undefined && (!Number.isInteger(s.seed) || s.seed < 0 || s.seed >= SEED_LIMIT)) {
+    return bad("seed", `seed must be an integer in [0, ${SEED_LIMIT})`);
+  }
+  if (s.logprobs !== null && (!Number.isInteger(s.logprobs) || s.logprobs < 0 || s.logprobs > MAX_TOP_LOGPROBS)) {
+    return bad("logprobs", `logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
+  }
+  if (s.stop.some((x) => typeof x !== "string" || x.length === 0)) return bad("stop", "stop strings must be non-empty strings");
+  return null;
+}
+
+/** The native parameters of choice `index` of a request. */
+export function nativeParams(s: SamplingOptions, index: number): NativeSamplingParams {
+  const seed = s.seed === undefined ? randomInt(0, SEED_LIMIT - 1) : (s.seed + index) % SEED_LIMIT;
+  return {
+    temperature: s.temperature,
+    topP: s.topP,
+    topK: s.topK < 0 ? 0 : s.topK,
+    minP: s.minP,
+    repetitionPenalty: s.repetitionPenalty,
+    presencePenalty: s.presencePenalty,
+    frequencyPenalty: s.frequencyPenalty,
+    seed,
+  };
+}

@@ -1,0 +1,116 @@
+// The typed surface of the native addon (native/napi/). Batches cross as typed arrays.
+
+/** The normalized model shape the addon parsed from config.json. */
+export interface ModelConfig {
+  modelType: string;
+  attention: "gqa" | "mla";
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  slidingWindow: number;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  maxPositionEmbeddings: number;
+  qLoraRank: number;
+  kvLoraRank: number;
+  qkNopeHeadDim: number;
+  qkRopeHeadDim: number;
+  vHeadDim: number;
+  latentNorm: boolean;
+  softmaxScale: number;
+  ropeTheta: number;
+  ropeDim: number;
+  ropeInterleaved: boolean;
+  ropeScaling: "none" | "linear" | "llama3";
+  /** Values cached per token per layer. */
+  cacheEntrySize: number;
+}
+
+export interface CacheInfo {
+  numBlocks: number;
+  numFreeBlocks: number;
+  blockSize: number;
+  bytesPerBlock: number;
+  prefixHitTokens: number;
+  prefixQueryTokens: number;
+  device: string;
+}
+
+/** Per-sequence sampling parameters, fixed when the sequence is added. */
+export interface NativeSamplingParams {
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  repetitionPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  seed: number;
+}
+
+export interface StepBatch {
+  seqIds: Int32Array; // [B]
+  startPositions: Int32Array; // [B] tokens already computed
+  numTokens: Int32Array; // [B] new tokens
+  tokenIds: Int32Array; // [sum numTokens]
+  sampleMask: Uint8Array; // [B] 1: sample after the last new token
+  numTopLogprobs: number; // 0..20
+  returnLogits?: boolean;
+}
+
+/** One entry per sequence with sampleMask 1, in batch order. */
+export interface StepOutput {
+  tokenIds: Int32Array; // [R]
+  logprobs: Float32Array; // [R] raw log p of the sampled token
+  topTokenIds: Int32Array; // [R * numTopLogprobs]
+  topLogprobs: Float32Array; // [R * numTopLogprobs]
+  logits?: Float32Array; // [R * vocab] when returnLogits
+}
+
+export interface ScoreBatch {
+  seqIds: Int32Array;
+  startPositions: Int32Array;
+  numTokens: Int32Array;
+  tokenIds: Int32Array;
+  targetIds: Int32Array; // [sum numTokens]
+}
+
+export interface LoadOptions {
+  modelDir: string;
+  device?: string;
+  numThreads?: number;
+  numBlocks?: number;
+  cacheBytes?: number;
+  enablePrefixCaching?: boolean;
+  poisonCache?: boolean;
+  mlaPath?: "auto" | "absorbed" | "expanded";
+}
+
+export interface NativeEngine {
+  /** Callable at any time, also while a step runs. */
+  config(): ModelConfig;
+  /** Not callable while a step runs (the block tables are changing). */
+  cacheInfo(): CacheInfo;
+  numFreeBlocks(): number;
+  /** Returns the number of leading tokens already cached, or null when blocks do not suffice. */
+  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, params: NativeSamplingParams): number | null;
+  ensureCapacity(seqId: number, numTokens: number): boolean;
+  fork(srcSeqId: number, dstSeqId: number, params: NativeSamplingParams): boolean;
+  freeSequence(seqId: number): void;
+  hasSequence(seqId: number): boolean;
+  numComputedTokens(seqId: number): number;
+  /** Throws when block reference counts, free lists and tables disagree. */
+  checkIntegrity(): void;
+  step(batch: StepBatch): Promise<StepOutput>;
+  score(batch: ScoreBatch): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export interface NativeModule {
+  loadEngine(options: LoadOptions): Promise<NativeEngine>;
+  buildInfo: { cuda: boolean; devices: string };
+}

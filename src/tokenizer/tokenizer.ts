@@ -1,0 +1,72 @@
+// tokenizer.json + tokenizer_config.json through @huggingface/tokenizers.
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+
+type Json = Record<string, unknown>;
+
+function tokenContent(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object" && typeof (value as Json).content === "string") return (value as Json).content as string;
+  return undefined;
+}
+
+/** A model's tokenizer: encode, decode, special tokens and its chat template (if any). */
+export class Tokenizer {
+  readonly bosToken: string | undefined;
+  readonly eosToken: string | undefined;
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+  readonly chatTemplate: string | undefined;
+  readonly specialIds: ReadonlySet<number>;
+  private readonly hf: HfTokenizer;
+
+  private constructor(tokenizerJson: Json, config: Json) {
+    this.hf = new HfTokenizer(tokenizerJson, config);
+    this.bosToken = tokenContent(config.bos_token);
+    this.eosToken = tokenContent(config.eos_token);
+    this.bosTokenId = this.bosToken === undefined ? undefined : this.hf.token_to_id(this.bosToken);
+    this.eosTokenId = this.eosToken === undefined ? undefined : this.hf.token_to_id(this.eosToken);
+    this.chatTemplate = pickTemplate(config.chat_template);
+    const special = new Set<number>();
+    for (const [id, token] of this.hf.get_added_tokens_decoder()) if (token.special) special.add(id);
+    this.specialIds = special;
+  }
+
+  /** Loads DIR/tokenizer.json and DIR/tokenizer_config.json (the latter optional). */
+  static load(dir: string): Tokenizer {
+    const file = path.join(dir, "tokenizer.json");
+    if (!existsSync(file)) throw new Error(`${dir} has no tokenizer.json`);
+    const configFile = path.join(dir, "tokenizer_config.json");
+    const config = existsSync(configFile) ? (JSON.parse(readFileSync(configFile, "utf8")) as Json) : {};
+    return new Tokenizer(JSON.parse(readFileSync(file, "utf8")) as Json, config);
+  }
+
+  /** Token ids of text; addSpecialTokens adds what the tokenizer's post-processor adds (BOS). */
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
+    return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+}
+
+// chat_template may be a string or a list of named templates ({name, template}); take "default".
+function pickTemplate(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) {
+    const named = value as { name?: string; template?: string }[];
+    return (named.find((t) => t.name === "default") ?? named[0])?.template;
+  }
+  return undefined;
+}

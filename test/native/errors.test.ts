@@ -1,0 +1,134 @@
+// Bad checkpoints give a clear error naming the problem; the process keeps running.
+import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+
+import { native } from "../../src/native/binding.js";
+import { readSafetensorsHeader, tensorFrom, writeSafetensors, type TensorData } from "../../src/model/safetensors.js";
+import { REFERENCE_MODELS } from "../helpers.js";
+
+const source = REFERENCE_MODELS["random-qwen2"]!;
+const work = mkdtempSync(path.join(tmpdir(), "mla-errors-"));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+let counter = 0;
+/** A copy of the random-qwen2 fixture, edited by `edit`. */
+function brokenModel(edit: (dir: string) => void): string {
+  const dir = path.join(work, `m${counter++}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const f of ["config.json", "model.safetensors"]) copyFileSync(path.join(source, f), path.join(dir, f));
+  edit(dir);
+  return dir;
+}
+function editConfig(dir: string, change: (c: Record<string, unknown>) => void): void {
+  const file = path.join(dir, "config.json");
+  const c = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  change(c);
+  writeFileSync(file, JSON.stringify(c));
+}
+
+async function loadError(dir: string): Promise<string> {
+  try {
+    const e = await native().loadEngine({ modelDir: dir, numBlocks: 4 });
+    e.dispose();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error(`loading ${dir} succeeded`);
+}
+
+describe("bad checkpoints", () => {
+  it("a missing folder", async () => {
+    assert.match(await loadError(path.join(work, "nope")), /model folder not found: .*nope/);
+  });
+
+  it("a folder without config.json", async () => {
+    assert.match(await loadError(brokenModel((d) => rmSync(path.join(d, "config.json")))), /has no config\.json/);
+  });
+
+  it("a folder without weights", async () => {
+    assert.match(await loadError(brokenModel((d) => rmSync(path.join(d, "model.safetensors")))), /no model\.safetensors or model\.safetensors\.index\.json/);
+  });
+
+  it("a truncated safetensors file", async () => {
+    const dir = brokenModel((d) => truncateSync(path.join(d, "model.safetensors"), statSync(path.join(d, "model.safetensors")).size - 1000));
+    assert.match(await loadError(dir), /point outside the file.*truncated or corrupt/);
+    const tiny = brokenModel((d) => truncateSync(path.join(d, "model.safetensors"), 5));
+    assert.match(await loadError(tiny), /truncated safetensors file \(5 bytes\)/);
+    const headerCut = brokenModel((d) => truncateSync(path.join(d, "model.safetensors"), 100));
+    assert.match(await loadError(headerCut), /truncated safetensors file: header of \d+ bytes but the file has 100 bytes/);
+  });
+
+  it("a header whose offsets point outside the file", async () => {
+    const dir = brokenModel((d) => {
+      const file = path.join(d, "model.safetensors");
+      const bytes = readFileSync(file);
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = bytes.subarray(8, 8 + n).toString("utf8").replace(/"data_offsets":\[(\d+),(\d+)\]/, (_m, a, b) => `"data_offsets":[${a},${Number(b) + 10 ** 9}]`);
+      const padded = Buffer.from(header.padEnd(Math.ceil(header.length / 8) * 8, " "));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(padded.length));
+      writeFileSync(file, Buffer.concat([len, padded, bytes.subarray(8 + n)]));
+    });
+    assert.match(await loadError(dir), /data_offsets \[\d+, \d+\] point outside the file's \d+ data bytes/);
+  });
+
+  it("a tensor with the wrong shape", async () => {
+    const dir = brokenModel((d) => {
+      const file = path.join(d, "model.safetensors");
+      const header = readSafetensorsHeader(file);
+      const bytes = readFileSync(file);
+      const base = 8 + Number(bytes.readBigUInt64LE(0));
+      const tensors = new Map<string, TensorData>();
+      for (const [name, e] of Object.entries(header)) {
+        const data = new Uint8Array(bytes.subarray(base + e.data_offsets[0], base + e.data_offsets[1]));
+        const shape = name === "model.layers.1.mlp.up_proj.weight" ? [e.shape[1]!, e.shape[0]!] : e.shape;
+        tensors.set(name, { dtype: e.dtype as TensorData["dtype"], shape, data });
+      }
+      writeSafetensors(file, tensors);
+    });
+    assert.match(await loadError(dir), /model\.layers\.1\.mlp\.up_proj\.weight: expected shape \[256, 128\], found \[128, 256\]/);
+  });
+
+  it("a missing tensor", async () => {
+    const dir = brokenModel((d) => {
+      const file = path.join(d, "model.safetensors");
+      writeSafetensors(file, new Map([["model.embed_tokens.weight", tensorFrom(new Float32Array(1024 * 128), [1024, 128])]]));
+    });
+    assert.match(await loadError(dir), /checkpoint has no tensor lm_head\.weight|checkpoint has no tensor model\.norm\.weight/);
+  });
+
+  it("an unsupported dtype", async () => {
+    const dir = brokenModel((d) => {
+      const file = path.join(d, "model.safetensors");
+      const bytes = readFileSync(file);
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = bytes.subarray(8, 8 + n).toString("utf8").replace('"BF16"', '"I16"');
+      writeFileSync(file, Buffer.concat([bytes.subarray(0, 8), Buffer.from(header), bytes.subarray(8 + n)]));
+    });
+    assert.match(await loadError(dir), /unsupported dtype I16 \(supported: F32, F16, BF16\)/);
+  });
+
+  it("an unsupported model_type, activation or rope scaling", async () => {
+    assert.match(await loadError(brokenModel((d) => editConfig(d, (c) => (c.model_type = "gpt2")))),
+      /unsupported model_type = "gpt2" \(supported: llama, mistral, qwen2, deepseek_v3\)/);
+    assert.match(await loadError(brokenModel((d) => editConfig(d, (c) => (c.hidden_act = "gelu")))), /unsupported hidden_act = "gelu"/);
+    assert.match(await loadError(brokenModel((d) => editConfig(d, (c) => (c.rope_scaling = { rope_type: "yarn", factor: 4 })))),
+      /unsupported rope_scaling\.rope_type = "yarn" \(supported: linear, llama3\)/);
+    assert.match(await loadError(brokenModel((d) => editConfig(d, (c) => (c.num_key_value_heads = 3)))), /num_key_value_heads = 3/);
+    assert.match(await loadError(brokenModel((d) => editConfig(d, (c) => delete c.hidden_size))), /missing field hidden_size/);
+  });
+
+  it("a config.json that is not JSON", async () => {
+    assert.match(await loadError(brokenModel((d) => writeFileSync(path.join(d, "config.json"), "{ not json"))), /config\.json: invalid JSON at offset/);
+  });
+
+  it("the good model still loads afterwards", async () => {
+    const e = await native().loadEngine({ modelDir: source, numBlocks: 4 });
+    assert.equal(e.config().modelType, "qwen2");
+    e.dispose();
+  });
+});
