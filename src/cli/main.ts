@@ -3,8 +3,10 @@
 import { UsageError } from "./args.js";
 import { benchCommand } from "./bench.js";
 import { generateCommand } from "./generate.js";
+import { serveCommand } from "./serve.js";
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  serve: serveCommand,
   generate: generateCommand,
   bench: benchCommand,
 };

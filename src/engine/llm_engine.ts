@@ -100,6 +100,7 @@ export class LLMEngine {
   private readonly blockSize: number;
   private readonly numBlocks: number;
   private readonly vocabSize: number;
+  private lastCacheStats = { numBlocks: 0, numFreeBlocks: 0, prefixHitTokens: 0, prefixQueryTokens: 0 };
 
   constructor(readonly native: NativeEngine, readonly config: EngineConfig) {
     const info = native.cacheInfo();
@@ -117,6 +118,15 @@ export class LLMEngine {
     );
     this.runner = new ModelRunner((batch) => native.step(batch));
     this.rules = { eosTokenIds: new Set(config.eosTokenIds), maxModelLen: config.maxModelLen };
+  }
+
+  /** Cache numbers; read between steps (a step in flight shows the last ones). */
+  cacheStats(): { numBlocks: number; numFreeBlocks: number; prefixHitTokens: number; prefixQueryTokens: number } {
+    if (!this.stepping) {
+      const info = this.native.cacheInfo();
+      this.lastCacheStats = { numBlocks: info.numBlocks, numFreeBlocks: info.numFreeBlocks, prefixHitTokens: info.prefixHitTokens, prefixQueryTokens: info.prefixQueryTokens };
+    }
+    return this.lastCacheStats;
   }
 
   get numRunning(): number {
@@ -162,6 +172,11 @@ export class LLMEngine {
       if (this.stepping && seq.status === "running") seq.abortRequested = true;
       else this.finishSeq(state, seq, state.outputs[seq.index]!.abort(), []);
     }
+  }
+
+  /** Cancels every request (shutdown after the drain timeout). */
+  abortAll(): void {
+    for (const id of [...this.requests.keys()]) this.abort(id);
   }
 
   /** Resolves when no request is left. */

@@ -1,0 +1,101 @@
+// mla-serve serve: the OpenAI-compatible server. Flags follow vLLM's names where the meaning matches.
+import pino from "pino";
+
+import { loadModel } from "../model/load.js";
+import { defaultModelDir } from "../paths.js";
+import { buildApp } from "../server/app.js";
+import { createServingContext } from "../server/serving.js";
+import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
+import { engineFlags, loadOptionsFrom } from "./common.js";
+
+const FLAGS: Record<string, FlagSpec> = {
+  model: { type: "string", help: "model folder (default: the bundled model)" },
+  host: { type: "string", default: "0.0.0.0", help: "address to listen on" },
+  port: { type: "int", default: 8000, help: "port to listen on" },
+  "api-key": { type: "string", help: "require this key as a Bearer token on /v1/* (health and metrics stay open)" },
+  "served-model-name": { type: "string", help: "comma-separated names the model answers to (default: the folder name)" },
+  "max-model-len": { type: "int", help: "context length (default: the model's max_position_embeddings)" },
+  "max-num-seqs": { type: "int", default: 256, help: "sequences in the running batch at most" },
+  "max-num-batched-tokens": { type: "int", default: 2048, help: "tokens per step at most (long prompts are prefilled in chunks)" },
+  "gpu-memory-utilization": { type: "float", default: 0.9, help: "fraction of GPU memory for weights and cache (--device cuda)" },
+  "chat-template": { type: "string", help: "a Jinja chat template file that replaces the model's" },
+  "enable-prefix-caching": { type: "boolean", default: true, help: "share cache blocks of identical prompt prefixes" },
+  "max-queue-len": { type: "int", default: 1000, help: "requests waiting for admission before new ones get 429" },
+  "drain-timeout": { type: "float", default: 30, help: "seconds to finish in-flight requests after SIGTERM" },
+  "log-prompts": { type: "boolean", default: false, help: "include prompt text in the request log" },
+  "log-level": { type: "string", default: "info", help: "trace, debug, info, warn, error" },
+  ...engineFlags(),
+};
+
+function positiveInt(v: unknown, flag: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
+  return v;
+}
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parseFlags(argv, FLAGS);
+  if (v.help) {
+    process.stdout.write(usage("serve", "[MODEL_DIR | --model DIR] [options]", FLAGS) + "\n");
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError(`serve takes one model folder, got: ${positionals.join(" ")}`);
+  const dir = positionals[0] ?? (v.model as string | undefined) ?? defaultModelDir();
+  const port = v.port as number;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
+  const logger = pino({ level: v["log-level"] as string, base: { service: "mla-serve" } });
+
+  const model = await loadModel(dir, {
+    ...loadOptionsFrom(v),
+    enablePrefixCaching: v["enable-prefix-caching"] as boolean,
+    chatTemplateFile: v["chat-template"] as string | undefined,
+  });
+  const maxModelLen = v["max-model-len"] === undefined ? model.info.maxPositionEmbeddings : positiveInt(v["max-model-len"], "max-model-len");
+  const names = ((v["served-model-name"] as string | undefined) ?? model.info.name).split(",").map((s) => s.trim()).filter(Boolean);
+  const cache = model.engine.cacheInfo();
+  const config = model.engine.config();
+  logger.info({
+    model: model.info.dir, servedModelNames: names, modelType: config.modelType, attention: config.attention, device: cache.device,
+    maxModelLen, cacheBlocks: cache.numBlocks, cacheTokens: cache.numBlocks * cache.blockSize,
+    cacheMiB: Math.round((cache.numBlocks * cache.bytesPerBlock) / 2 ** 20), cacheBytesPerToken: cache.bytesPerBlock / cache.blockSize,
+  }, `KV cache: ${cache.numBlocks * cache.blockSize} tokens in ${cache.numBlocks} blocks of ${cache.blockSize}`);
+  if (model.usesDefaultChatTemplate) {
+    logger.warn("the model has no chat_template: chat requests use mla-serve's default template (User:/Assistant: turns); pass --chat-template FILE to choose one");
+  }
+
+  const ctx = createServingContext(model, {
+    servedModelNames: names, maxModelLen,
+    maxNumSeqs: positiveInt(v["max-num-seqs"], "max-num-seqs"),
+    maxNumBatchedTokens: positiveInt(v["max-num-batched-tokens"], "max-num-batched-tokens"),
+    maxQueueLen: positiveInt(v["max-queue-len"], "max-queue-len"),
+    logPrompts: v["log-prompts"] as boolean,
+  });
+  const engine = ctx.engine;
+  const app = await buildApp({ ctx, logger, apiKey: v["api-key"] as string | undefined });
+  const address = await app.listen({ host: v.host as string, port });
+  logger.info({ address }, `serving ${names[0]} at ${address}/v1`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      const timeoutMs = (v["drain-timeout"] as number) * 1000;
+      logger.info({ signal, running: engine.numRunning, waiting: engine.numWaiting, drainTimeoutMs: timeoutMs }, "draining: no new connections; finishing in-flight requests");
+      ctx.draining = true;
+      app.server.close();
+      const timer = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref());
+      const drained = await Promise.race([engine.whenIdle().then(() => true), timer]);
+      if (!drained) {
+        logger.warn("drain timeout: cancelling the remaining requests");
+        engine.abortAll();
+        await engine.whenIdle();
+      }
+      await app.close();
+      model.engine.dispose();
+      logger.info("stopped");
+      resolve(0);
+    };
+    process.once("SIGTERM", () => void stop("SIGTERM"));
+    process.once("SIGINT", () => void stop("SIGINT"));
+  });
+}

@@ -1,0 +1,24 @@
+// Everything a route needs to serve a model, built once at start.
+import type { LLMEngine } from "../engine/llm_engine.js";
+import type { GenerationDefaults } from "../engine/sampling.js";
+import type { ChatTemplate } from "../tokenizer/chat_template.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import type { Metrics } from "./metrics.js";
+
+export interface ServingContext {
+  engine: LLMEngine;
+  tokenizer: Tokenizer | null;
+  chatTemplate: ChatTemplate | null;
+  /** Names the model answers to; the first is reported in responses. */
+  modelNames: string[];
+  /** Folder the model was loaded from (reported as the model's root). */
+  modelRoot: string;
+  maxModelLen: number;
+  generationDefaults: GenerationDefaults;
+  metrics: Metrics;
+  /** Requests allowed to wait for admission before new ones get 429. */
+  maxQueueLen: number;
+  logPrompts: boolean;
+  /** Set while shutting down: new requests get 503. */
+  draining: boolean;
+}

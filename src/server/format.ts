@@ -1,0 +1,72 @@
+// OpenAI response objects: completion and chat, streamed chunks and whole responses.
+import type { TokenLogprob } from "../engine/llm_engine.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import type { ChoiceEvent, GenerationRun, Usage } from "./generation.js";
+
+export type FinishReason = "stop" | "length" | null;
+
+function tokenText(tokenizer: Tokenizer | null, id: number): string {
+  return tokenizer ? tokenizer.decode([id], false) : `token_id:${id}`;
+}
+
+/** OpenAI reports only stop and length; an aborted choice has no response to carry it. */
+export function finishReason(r: string | undefined): FinishReason {
+  return r === "length" ? "length" : r ? "stop" : null;
+}
+
+/** Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
+}
+
+export function completionLogprobs(tokenizer: Tokenizer | null, lps: TokenLogprob[], offset: number): CompletionLogprobs {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for (const lp of lps) {
+    const text = tokenText(tokenizer, lp.tokenId);
+    out.tokens.push(text);
+    out.token_logprobs.push(lp.logprob);
+    out.top_logprobs.push(Object.fromEntries(lp.top.map((t) => [tokenText(tokenizer, t.tokenId), t.logprob])));
+    out.text_offset.push(offset);
+    offset += text.length;
+  }
+  return out;
+}
+
+export interface ChatLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+export function chatLogprobs(tokenizer: Tokenizer | null, lps: TokenLogprob[]): ChatLogprob[] {
+  const entry = (id: number, logprob: number) => {
+    const token = tokenText(tokenizer, id);
+    return { token, logprob, bytes: [...Buffer.from(token, "utf8")] };
+  };
+  return lps.map((lp) => ({ ...entry(lp.tokenId, lp.logprob), top_logprobs: lp.top.map((t) => entry(t.tokenId, t.logprob)) }));
+}
+
+export function completionChunk(run: GenerationRun, e: ChoiceEvent, logprobs: CompletionLogprobs | null, includeUsage: boolean) {
+  return {
+    id: run.id, object: "text_completion", created: run.created, model: run.prepared.model,
+    choices: [{ index: e.index, text: e.text, logprobs, finish_reason: finishReason(e.finishReason), stop_reason: e.stopReason ?? null }],
+    ...(includeUsage ? { usage: null } : {}),
+  };
+}
+
+export function chatChunk(run: GenerationRun, index: number, delta: Record<string, unknown>, finish: FinishReason, logprobs: ChatLogprob[] | null, includeUsage: boolean, stopReason: string | number | null = null) {
+  return {
+    id: run.id, object: "chat.completion.chunk", created: run.created, model: run.prepared.model,
+    choices: [{ index, delta, logprobs: logprobs ? { content: logprobs } : null, finish_reason: finish, stop_reason: stopReason }],
+    ...(includeUsage ? { usage: null } : {}),
+  };
+}
+
+export function usageChunk(run: GenerationRun, usage: Usage) {
+  const object = run.prepared.kind === "chat" ? "chat.completion.chunk" : "text_completion";
+  return { id: run.id, object, created: run.created, model: run.prepared.model, choices: [], usage };
+}

@@ -1,0 +1,75 @@
+// GET /v1/stream: WebSocket streaming. Many requests per socket, keyed by the client's id.
+//   client -> server: {"type": "completion" | "chat", "id": "...", ...body}  |  {"type": "cancel", "id": "..."}
+//   server -> client: {"type": "chunk", "id", "chunk"} ... then {"type": "done", "id", "finish_reason", "usage"}
+//                     or {"type": "error", "id", "error": {...}}
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { WebSocket } from "ws";
+
+import type { ServingContext } from "../context.js";
+import { ApiError, badRequest } from "../errors.js";
+import { GenerationRun } from "../generation.js";
+import { prepareChat, prepareCompletion } from "../prepare.js";
+import { streamChunks } from "../responses.js";
+import { logFinished } from "./generation.js";
+
+function errorBody(err: unknown): object {
+  return (err instanceof ApiError ? err : new ApiError(500, "internal server error", "server_error")).body().error;
+}
+
+async function run(ctx: ServingContext, request: FastifyRequest, socket: WebSocket, id: string, gen: GenerationRun, live: Map<string, GenerationRun>): Promise<void> {
+  const send = (msg: object) => {
+    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+  };
+  let lastFinish: string | null = null;
+  try {
+    for await (const chunk of streamChunks(ctx, gen)) {
+      const choices = (chunk as { choices: { finish_reason: string | null }[] }).choices;
+      for (const c of choices) lastFinish = c.finish_reason ?? lastFinish;
+      send({ type: "chunk", id, chunk });
+    }
+    const summary = await gen.summary;
+    const cancelled = summary.finishReasons.includes("abort");
+    send({ type: "done", id, finish_reason: cancelled ? "cancelled" : lastFinish, usage: summary.usage });
+    logFinished(ctx, request, gen, summary, cancelled ? "cancelled" : "ok");
+  } catch (err) {
+    send({ type: "error", id, error: errorBody(err) });
+  } finally {
+    live.delete(id);
+  }
+}
+
+export function registerStreamRoute(app: FastifyInstance, ctx: ServingContext): void {
+  app.get("/v1/stream", { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+    const live = new Map<string, GenerationRun>();
+    socket.on("message", (data, isBinary) => {
+      let id: string | null = null;
+      try {
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(isBinary ? Buffer.from(data as Buffer).toString("utf8") : data.toString()) as Record<string, unknown>;
+        } catch (err) {
+          throw badRequest(`invalid JSON message: ${(err as Error).message}`);
+        }
+        if (typeof msg !== "object" || msg === null || Array.isArray(msg)) throw badRequest("a message must be a JSON object");
+        if (typeof msg.id !== "string" || msg.id.length === 0) throw badRequest("id must be a non-empty string", "id");
+        id = msg.id;
+        const { type, id: _id, ...body } = msg;
+        if (type === "cancel") {
+          live.get(id)?.abort();
+          return;
+        }
+        if (type !== "completion" && type !== "chat") throw badRequest(`type must be "completion", "chat" or "cancel", got ${JSON.stringify(type)}`, "type");
+        if (live.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
+        const prepared = type === "chat" ? prepareChat(ctx, { ...body, stream: false }) : prepareCompletion(ctx, { ...body, stream: false });
+        const gen = new GenerationRun(ctx, { ...prepared, stream: true }, `${request.id}-${id}`);
+        live.set(id, gen);
+        void run(ctx, request, socket, id, gen, live);
+      } catch (err) {
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: "error", id, error: errorBody(err) }));
+      }
+    });
+    socket.on("close", () => {
+      for (const gen of live.values()) gen.abort();
+    });
+  });
+}

@@ -1,0 +1,44 @@
+// Wires a loaded model into an engine, metrics and the context routes use.
+import { LLMEngine } from "../engine/llm_engine.js";
+import type { LoadedModel } from "../model/load.js";
+import type { ServingContext } from "./context.js";
+import { Metrics } from "./metrics.js";
+
+export interface ServingOptions {
+  servedModelNames?: string[];
+  maxModelLen?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  maxQueueLen?: number;
+  logPrompts?: boolean;
+}
+
+export function createServingContext(model: LoadedModel, o: ServingOptions = {}): ServingContext {
+  const names = o.servedModelNames?.length ? o.servedModelNames : [model.info.name];
+  const maxModelLen = o.maxModelLen ?? model.info.maxPositionEmbeddings;
+  let metrics: Metrics | undefined;
+  const engine = new LLMEngine(model.engine, {
+    maxModelLen,
+    maxNumSeqs: o.maxNumSeqs ?? 256,
+    maxNumBatchedTokens: o.maxNumBatchedTokens ?? 2048,
+    eosTokenIds: model.info.eosTokenIds,
+    decode: model.tokenizer ? (ids) => model.tokenizer!.decode(ids) : null,
+    observer: {
+      onTokens: (p, g) => metrics?.observer().onTokens?.(p, g),
+      onFirstToken: (s) => metrics?.observer().onFirstToken?.(s),
+      onInterToken: (s) => metrics?.observer().onInterToken?.(s),
+      onRequestDone: (s) => metrics?.observer().onRequestDone?.(s),
+    },
+  });
+  metrics = new Metrics(names[0]!, () => {
+    const c = engine.cacheStats();
+    return {
+      numRunning: engine.numRunning, numWaiting: engine.numWaiting, kvCacheUsage: c.numBlocks ? 1 - c.numFreeBlocks / c.numBlocks : 0,
+      prefixHitTokens: c.prefixHitTokens, prefixQueryTokens: c.prefixQueryTokens,
+    };
+  });
+  return {
+    engine, tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, modelNames: names, modelRoot: model.info.dir, maxModelLen,
+    generationDefaults: model.info.generationDefaults, metrics, maxQueueLen: o.maxQueueLen ?? 1000, logPrompts: o.logPrompts ?? false, draining: false,
+  };
+}
