@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "cpu/simd.h"
 
@@ -58,26 +59,42 @@ struct ByScore {
 };
 
 // Keeps the shortest prefix (in ByScore order) of `cand` whose weight reaches topP of the
-// candidates' total. Sorts only as much of `cand` as it needs.
+// candidates' total. Weights are positive floats, whose bit patterns sort like their values, so a
+// histogram over the top 11 bits finds the boundary bucket in one pass; only the candidates at or
+// above it are sorted. O(V + k log k) for V candidates and a nucleus of about k.
 void keepTopP(std::vector<int32_t>& cand, const float* weight, float topP) {
+  constexpr int kShift = 20, kBuckets = 1 << (31 - kShift);
+  auto bucketOf = [&](int32_t t) {
+    uint32_t bits;
+    std::memcpy(&bits, &weight[t], 4);
+    return static_cast<int>(bits >> kShift);
+  };
+  std::vector<double> mass(kBuckets, 0.0);
   double total = 0;
-  for (int32_t t : cand) total += weight[t];
-  const double target = topP * total;
-  size_t sorted = 0, want = std::min<size_t>(cand.size(), 64);
-  double cum = 0;
-  while (true) {
-    std::partial_sort(cand.begin() + static_cast<long>(sorted), cand.begin() + static_cast<long>(want), cand.end(), ByScore{weight});
-    for (size_t i = sorted; i < want; ++i) {
-      cum += weight[cand[i]];
-      if (cum >= target) {
-        cand.resize(i + 1);
-        return;
-      }
-    }
-    if (want == cand.size()) return;
-    sorted = want;
-    want = std::min(cand.size(), want * 4);
+  for (int32_t t : cand) {
+    mass[static_cast<size_t>(bucketOf(t))] += weight[t];
+    total += weight[t];
   }
+  const double target = topP * total;
+  int boundary = kBuckets - 1;
+  for (double cum = 0; boundary > 0; --boundary) {
+    cum += mass[static_cast<size_t>(boundary)];
+    if (cum >= target) break;
+  }
+  std::vector<int32_t> kept;
+  for (int32_t t : cand) {
+    if (bucketOf(t) >= boundary) kept.push_back(t);
+  }
+  std::sort(kept.begin(), kept.end(), ByScore{weight});
+  double cum = 0;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    cum += weight[kept[i]];
+    if (cum >= target) {
+      kept.resize(i + 1);
+      break;
+    }
+  }
+  cand.swap(kept);
 }
 
 void topLogprobs(const float* logits, int vocab, double lse, int k, SampleResult& out, std::vector<int32_t>& ids) {

@@ -240,7 +240,7 @@ export class LLMEngine {
     this.stepping = false;
     const sampled = this.scheduler.update(out, sampledTokens.tokenIds);
     const now = performance.now();
-    const K = out.scheduled.reduce((k, s) => (s.sample && s.seq.sampling.logprobs !== null ? Math.max(k, s.seq.sampling.logprobs) : k), 0);
+    const K = sampled.length ? sampledTokens.topTokenIds.length / sampled.length : 0; // top log-probs per row
     sampled.forEach((seq, r) => {
       const state = this.bySeq.get(seq.seqId)!;
       const token = seq.tokenIds[seq.tokenIds.length - 1]!;

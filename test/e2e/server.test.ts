@@ -120,6 +120,21 @@ describe("raw HTTP", () => {
   });
 });
 
+describe("the event loop keeps answering while the model computes", () => {
+  it("/health answers during a long prefill step", async () => {
+    const prompt = "The war and the peace of the old prince in Moscow. ".repeat(150); // ~1,800 tokens: one long step
+    const t0 = performance.now();
+    const long = client.completions.create({ model: "tiny", prompt, max_tokens: 1, temperature: 0 }).then(() => performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 30));
+    const h0 = performance.now();
+    const health = await fetch(`${server.origin}/health`);
+    const healthMs = performance.now() - h0;
+    const longMs = await long;
+    assert.equal(health.status, 200);
+    assert.ok(healthMs < longMs / 2, `health took ${healthMs.toFixed(1)} ms while the request took ${longMs.toFixed(1)} ms`);
+  });
+});
+
 describe("WebSocket /v1/stream", () => {
   function open(): Promise<{ ws: WebSocket; messages: Record<string, unknown>[]; next: (pred: (m: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>> }> {
     const ws = new WebSocket(`${server.origin.replace("http", "ws")}/v1/stream`);

@@ -33,28 +33,18 @@ export async function startServer(args: string[] = [], env: Record<string, strin
     env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
+  proc.stdout!.on("data", (d: Buffer) => logs.push(d.toString()));
+  proc.stderr!.on("data", (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${logs.join("\n")}`)), 60_000);
-    let buffer = "";
-    proc.stdout!.on("data", (d: Buffer) => {
-      buffer += d.toString();
-      const lines = buffer.split("\n");
-      buffer = lines.pop()!;
-      for (const line of lines) {
-        logs.push(line);
-        if (line.includes("serving ")) {
-          clearTimeout(timer);
-          resolve();
-        }
-      }
-    });
-    proc.stderr!.on("data", (d: Buffer) => logs.push(d.toString()));
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${logs.join("\n")}`));
-    });
-  });
+  // Ready when /health answers.
+  const deadline = Date.now() + 60_000;
+  while (true) {
+    if (proc.exitCode !== null) throw new Error(`server exited with ${proc.exitCode}: ${logs.join("")}`);
+    if (Date.now() > deadline) throw new Error(`server did not start: ${logs.join("")}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const origin = `http://127.0.0.1:${port}`;
   return {
     baseURL: `${origin}/v1`, origin, proc, logs,
