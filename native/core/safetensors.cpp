@@ -77,7 +77,7 @@ static DType parseDType(const std::string& s, const std::string& where) {
   throw Error(where + ": unsupported dtype " + s + " (supported: F32, F16, BF16)");
 }
 
-void SafetensorsSet::addFile(const std::string& path) {
+void SafetensorsSet::addFile(const std::string& path, const std::set<std::string>* only) {
   auto file = std::make_unique<MappedFile>(path);
   const size_t size = file->size();
   if (size < 8) throw Error(path + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
@@ -98,7 +98,7 @@ void SafetensorsSet::addFile(const std::string& path) {
   const unsigned char* base = file->data() + 8 + headerLen;
   const size_t dataSize = size - 8 - headerLen;
   for (const auto& [name, entry] : header.object()) {
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__" || (only && !only->count(name))) continue;
     const std::string where = path + ": tensor " + name;
     if (!entry.isObject() || !entry.has("dtype") || !entry.has("shape") || !entry.has("data_offsets")) {
       throw Error(where + ": header entry lacks dtype, shape or data_offsets");
@@ -151,9 +151,12 @@ std::unique_ptr<SafetensorsSet> SafetensorsSet::open(const std::string& path) {
     }
     const Json* map = j.find("weight_map");
     if (!map || !map->isObject()) throw Error(index + ": no weight_map object");
-    std::set<std::string> shards;
-    for (const auto& [name, file] : map->object()) shards.insert(file.string());
-    for (const std::string& shard : shards) set->addFile(path + "/" + shard);
+    std::map<std::string, std::set<std::string>> shards;  // file -> the tensors the index puts there
+    for (const auto& [name, file] : map->object()) {
+      if (!file.isString()) throw Error(index + ": weight_map values must be file names");
+      shards[file.string()].insert(name);
+    }
+    for (const auto& [shard, names] : shards) set->addFile(path + "/" + shard, &names);
     for (const auto& [name, file] : map->object()) {
       if (!set->has(name)) throw Error(index + ": tensor " + name + " is not in " + file.string());
     }

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,7 +48,8 @@ class SafetensorsSet {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
 
  private:
-  void addFile(const std::string& path);
+  // Registers the file's tensors; with `only`, just those names (an index maps each tensor to one file).
+  void addFile(const std::string& path, const std::set<std::string>* only = nullptr);
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorView> tensors_;
 };

@@ -80,6 +80,38 @@ void gqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& ba
   });
 }
 
+void latentGqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
+                        const Matrix& kUp, const Matrix& vUp, const PagedLayer& cache, float* out) {
+  const std::vector<TokenRef> refs = tokenRefs(batch);
+  const int H = c.numHeads, D = c.headDim, L = c.numKvHeads * c.headDim;
+  pool.parallelFor(static_cast<int64_t>(refs.size()) * H, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores, qLatent(static_cast<size_t>(L)), outLatent(static_cast<size_t>(L)), wRow(static_cast<size_t>(L));
+    for (int64_t item = begin; item < end; ++item) {
+      const TokenRef& ref = refs[static_cast<size_t>(item / H)];
+      const int h = static_cast<int>(item % H);
+      const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
+      const float* qh = q + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
+      std::fill(qLatent.begin(), qLatent.end(), 0.0f);
+      for (int i = 0; i < D; ++i) {  // q_latent = k_up_hᵀ q_h
+        loadRow(kUp, h * D + i, wRow.data());
+        axpy(qh[i], wRow.data(), qLatent.data(), L);
+      }
+      const int first = c.slidingWindow > 0 ? std::max(0, ref.pos - c.slidingWindow + 1) : 0;
+      const int n = ref.pos + 1 - first;
+      scores.resize(static_cast<size_t>(n));
+      for (int t = 0; t < n; ++t) scores[static_cast<size_t>(t)] = dot(qLatent.data(), cache.entry(seq.blockTable, first + t), L) * c.softmaxScale;
+      softmax(scores.data(), n);
+      std::fill(outLatent.begin(), outLatent.end(), 0.0f);
+      for (int t = 0; t < n; ++t) axpy(scores[static_cast<size_t>(t)], cache.entry(seq.blockTable, first + t) + L, outLatent.data(), L);
+      float* oh = out + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
+      for (int j = 0; j < D; ++j) {  // out_h = v_up_h · out_latent
+        loadRow(vUp, h * D + j, wRow.data());
+        oh[j] = dot(wRow.data(), outLatent.data(), L);
+      }
+    }
+  });
+}
+
 void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                           const Matrix& kvB, const PagedLayer& cache, float* out) {
   const std::vector<TokenRef> refs = tokenRefs(batch);

@@ -75,7 +75,8 @@ void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, 
       for (int g = 0; g < c.numKvHeads; ++g) applyRope(e + g * D, pos, c.rope, inverseFrequencies_.data());
     }
   }
-  gqaAttention(pool_, c, batch, q.data(), cache, out);
+  if (c.attention == AttentionKind::kLatentGqa) latentGqaAttention(pool_, c, batch, q.data(), w.kUp, w.vUp, cache, out);
+  else gqaAttention(pool_, c, batch, q.data(), cache, out);
 }
 
 void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path,
@@ -86,13 +87,14 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
   std::vector<float> q(static_cast<size_t>(T) * c.numHeads * qHead), kva(static_cast<size_t>(T) * (L + R));
   if (!w.qA.empty()) {
     std::vector<float> qa(static_cast<size_t>(T) * c.qLoraRank);
-    matmul(pool_, h, T, w.qA, orNull(w.qBias), qa.data());
+    matmul(pool_, h, T, w.qA, orNull(w.qABias), qa.data());
+    if (observer) observer->observe(layer, "q_a", qa.data(), T, c.qLoraRank);
     if (!w.qANorm.empty()) rmsNorm(qa.data(), w.qANorm.data(), T, c.qLoraRank, kLatentNormEps, qa.data());
-    matmul(pool_, qa.data(), T, w.qB, nullptr, q.data());
+    matmul(pool_, qa.data(), T, w.qB, orNull(w.qBias), q.data());
   } else {
     matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
   }
-  matmul(pool_, h, T, w.kvA, orNull(w.kBias), kva.data());
+  matmul(pool_, h, T, w.kvA, orNull(w.kvABias), kva.data());
   if (observer) {
     observer->observe(layer, "q", q.data(), T, c.numHeads * qHead);
     observer->observe(layer, "kv_a", kva.data(), T, L + R);
@@ -135,18 +137,21 @@ void CpuBackend::mlpLayer(int layer, int T, const float* h, float* out) {
   matmul(pool_, gate.data(), T, w.down, nullptr, out);
 }
 
-void CpuBackend::forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) {
+void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
   const ModelConfig& c = config_;
+  ActivationObserver* observer = options.observer;
+  const int lastLayer = options.lastLayer < 0 ? c.numLayers - 1 : std::min(options.lastLayer, c.numLayers - 1);
   check(cache_ != nullptr, "cache not allocated");
   const int T = batch.numTokens, hidden = c.hiddenSize;
   const size_t attnWidth = static_cast<size_t>(c.numHeads) * c.valueHeadDim();
   std::vector<float> x(static_cast<size_t>(T) * hidden), h(x.size()), attn(T * attnWidth), delta(x.size());
   embedTokens(weights_.embed, batch.tokenIds, T, x.data());
-  for (int l = 0; l < c.numLayers; ++l) {
+  for (int l = 0; l <= lastLayer; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     rmsNorm(x.data(), w.inputNorm.data(), T, hidden, c.rmsNormEps, h.data());
     if (observer) observer->observe(l, "attn_norm", h.data(), T, hidden);
-    if (c.attention == AttentionKind::kMla) mlaLayer(l, batch, h.data(), attn.data(), path, observer);
+    if (l == lastLayer && options.stopAtAttentionInput) break;
+    if (c.isMla()) mlaLayer(l, batch, h.data(), attn.data(), options.mlaPath, observer);
     else gqaLayer(l, batch, h.data(), attn.data(), observer);
     if (observer) observer->observe(l, "attn_out", attn.data(), T, static_cast<int>(attnWidth));
     matmul(pool_, attn.data(), T, w.o, orNull(w.oBias), delta.data());
@@ -156,7 +161,7 @@ void CpuBackend::forward(const ForwardBatch& batch, MlaPath path, ActivationObse
     mlpLayer(l, T, h.data(), delta.data());
     addInPlace(x.data(), delta.data(), x.size());
   }
-  numLogitRows_ = static_cast<int>(batch.logitRows.size());
+  numLogitRows_ = lastLayer == c.numLayers - 1 ? static_cast<int>(batch.logitRows.size()) : 0;
   finalHidden_.resize(static_cast<size_t>(numLogitRows_) * hidden);
   for (int r = 0; r < numLogitRows_; ++r) {
     const int row = batch.logitRows[static_cast<size_t>(r)];

@@ -18,13 +18,14 @@ class CpuBackend : public Backend {
   void allocateCache(int numBlocks, int blockSize, bool poison) override;
   void copyBlock(int src, int dst) override;
   void poisonBlock(int block) override;
-  void forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) override;
+  void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
   void scoreTargets(const int32_t* targets, float* out) override;
   std::vector<float> logits() override;
 
  private:
   // Attention sublayer: h [T, hidden] (normed) -> out [T, heads * v_head]; writes the new cache entries.
+  // gqaLayer also serves the latent GQA format (k_up_proj / v_up_proj).
   void gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer);
   void mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path, ActivationObserver* observer);
   void mlpLayer(int layer, int numTokens, const float* h, float* out);

@@ -105,10 +105,10 @@ void Engine::freeSequence(int64_t seqId) {
   seqs_.erase(seqId);
 }
 
-ForwardBatch Engine::buildBatch(const StepInput& in, bool allRows) {
+ForwardBatch Engine::buildBatch(const StepInput& in, LogitRows rows) {
   const size_t B = in.seqIds.size();
   check(in.startPositions.size() == B && in.numTokens.size() == B, "step: seqIds, startPositions and numTokens differ in length");
-  check(allRows || in.sampleMask.size() == B, "step: sampleMask must have one entry per sequence");
+  check(rows != LogitRows::kSampled || in.sampleMask.size() == B, "step: sampleMask must have one entry per sequence");
   ForwardBatch batch;
   batch.tokenIds = in.tokenIds.data();
   int offset = 0;
@@ -133,9 +133,9 @@ ForwardBatch Engine::buildBatch(const StepInput& in, bool allRows) {
     s.blockTable = table.data();
     s.numBlocks = static_cast<int>(table.size());
     batch.seqs.push_back(s);
-    if (allRows) {
+    if (rows == LogitRows::kAll) {
       for (int t = 0; t < s.numTokens; ++t) batch.logitRows.push_back(offset + t);
-    } else if (in.sampleMask[i]) {
+    } else if (rows == LogitRows::kSampled && in.sampleMask[i]) {
       batch.logitRows.push_back(offset + s.numTokens - 1);
     }
     offset += s.numTokens;
@@ -158,8 +158,10 @@ void Engine::markComputed(const StepInput& in) {
 }
 
 std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
-  ForwardBatch batch = buildBatch(in, false);
-  backend_->forward(batch, options_.mlaPath, nullptr);
+  ForwardBatch batch = buildBatch(in, LogitRows::kSampled);
+  ForwardOptions fo;
+  fo.mlaPath = options_.mlaPath;
+  backend_->forward(batch, fo);
   markComputed(in);
   std::vector<SampleRequest> requests;
   std::vector<Sequence*> sampled;
@@ -179,16 +181,33 @@ std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* 
   return results;
 }
 
-std::vector<float> Engine::score(const StepInput& in, const int32_t* targets, ActivationObserver* observer) {
-  ForwardBatch batch = buildBatch(in, true);
+std::vector<float> Engine::score(const StepInput& in, const int32_t* targets) {
+  ForwardBatch batch = buildBatch(in, LogitRows::kAll);
   for (int i = 0; i < batch.numTokens; ++i) {
     check(targets[i] >= 0 && targets[i] < config_.vocabSize, "score: target id " + std::to_string(targets[i]) + " is outside the vocabulary");
   }
-  backend_->forward(batch, options_.mlaPath, observer);
+  ForwardOptions fo;
+  fo.mlaPath = options_.mlaPath;
+  backend_->forward(batch, fo);
   markComputed(in);
   std::vector<float> out(static_cast<size_t>(batch.numTokens));
   backend_->scoreTargets(targets, out.data());
   return out;
+}
+
+}  // namespace mla
+
+namespace mla {
+
+void Engine::calibrate(const StepInput& in, ActivationObserver& observer, int lastLayer, bool stopAtAttentionInput) {
+  ForwardBatch batch = buildBatch(in, LogitRows::kNone);
+  ForwardOptions fo;
+  fo.mlaPath = options_.mlaPath;
+  fo.observer = &observer;
+  fo.lastLayer = lastLayer;
+  fo.stopAtAttentionInput = stopAtAttentionInput;
+  backend_->forward(batch, fo);
+  markComputed(in);
 }
 
 }  // namespace mla

@@ -59,7 +59,10 @@ class Engine {
   // Runs one step and samples a token for each masked sequence (results in mask order).
   std::vector<SampleResult> step(const StepInput& input, std::vector<float>* logitsOut = nullptr);
   // Runs one step over the input and returns log p(targets[i]) for every new token i.
-  std::vector<float> score(const StepInput& input, const int32_t* targets, ActivationObserver* observer = nullptr);
+  std::vector<float> score(const StepInput& input, const int32_t* targets);
+  // Runs the input through layers [0, lastLayer] (-1: all) for the observer; no logits. With
+  // stopAtAttentionInput, lastLayer runs only up to its attention input ("attn_norm").
+  void calibrate(const StepInput& input, ActivationObserver& observer, int lastLayer, bool stopAtAttentionInput);
 
  private:
   struct Sequence {
@@ -68,7 +71,8 @@ class Engine {
     uint64_t numOutputTokens = 0;
   };
   Engine(const EngineOptions& options, ModelConfig config);
-  ForwardBatch buildBatch(const StepInput& input, bool allRows);
+  enum class LogitRows { kSampled, kAll, kNone };  // which tokens' logits the step needs
+  ForwardBatch buildBatch(const StepInput& input, LogitRows rows);
   void markComputed(const StepInput& input);
 
   EngineOptions options_;

@@ -7,7 +7,7 @@
 namespace mla {
 
 int ModelConfig::cacheEntrySize() const {
-  return attention == AttentionKind::kMla ? kvLoraRank + qkRopeHeadDim : 2 * numKvHeads * headDim;
+  return isMla() ? kvLoraRank + qkRopeHeadDim : 2 * numKvHeads * headDim;
 }
 
 std::vector<double> RopeConfig::inverseFrequencies() const {

@@ -52,30 +52,39 @@ void LoadedWeights::loadGqaAttention(const std::string& p, const ModelConfig& c,
   w.vBias = vector(p + "v_proj.bias", kvDim, false);
   w.o = matrix(p + "o_proj.weight", c.hiddenSize, qDim);
   w.oBias = vector(p + "o_proj.bias", c.hiddenSize, false);
+  if (c.attention == AttentionKind::kLatentGqa) {
+    w.kUp = matrix(p + "k_up_proj.weight", qDim, kvDim);
+    w.vUp = matrix(p + "v_up_proj.weight", qDim, kvDim);
+  }
 }
 
 void LoadedWeights::loadMlaAttention(const std::string& p, const ModelConfig& c, LayerWeights& w) {
   const int qHead = c.qkNopeHeadDim + c.qkRopeHeadDim;
   if (c.qLoraRank > 0) {
     w.qA = matrix(p + "q_a_proj.weight", c.qLoraRank, c.hiddenSize);
-    w.qBias = vector(p + "q_a_proj.bias", c.qLoraRank, false);
+    w.qABias = vector(p + "q_a_proj.bias", c.qLoraRank, false);
     if (c.latentNorm) w.qANorm = vector(p + "q_a_layernorm.weight", c.qLoraRank);
     w.qB = matrix(p + "q_b_proj.weight", c.numHeads * qHead, c.qLoraRank);
+    w.qBias = vector(p + "q_b_proj.bias", c.numHeads * qHead, false);
   } else {
     w.q = matrix(p + "q_proj.weight", c.numHeads * qHead, c.hiddenSize);
     w.qBias = vector(p + "q_proj.bias", c.numHeads * qHead, false);
   }
   w.kvA = matrix(p + "kv_a_proj_with_mqa.weight", c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize);
-  w.kBias = vector(p + "kv_a_proj_with_mqa.bias", c.kvLoraRank + c.qkRopeHeadDim, false);
+  w.kvABias = vector(p + "kv_a_proj_with_mqa.bias", c.kvLoraRank + c.qkRopeHeadDim, false);
   if (c.latentNorm) w.kvANorm = vector(p + "kv_a_layernorm.weight", c.kvLoraRank);
   w.kvB = matrix(p + "kv_b_proj.weight", c.numHeads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank);
   w.o = matrix(p + "o_proj.weight", c.hiddenSize, c.numHeads * c.vHeadDim);
   w.oBias = vector(p + "o_proj.bias", c.hiddenSize, false);
 }
 
-std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, const ModelConfig& c) {
+std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, ModelConfig& c) {
   auto lw = std::unique_ptr<LoadedWeights>(new LoadedWeights());
   lw->files_ = SafetensorsSet::open(dir);
+  // TransMLA's first format is a GQA checkpoint with up-projections: the weights say which.
+  if (c.attention == AttentionKind::kGqa && lw->files_->has("model.layers.0.self_attn.k_up_proj.weight")) {
+    c.attention = AttentionKind::kLatentGqa;
+  }
   Weights& w = lw->weights_;
   w.embed = lw->matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize);
   if (c.tieWordEmbeddings || !lw->files_->has("lm_head.weight")) {
@@ -91,7 +100,7 @@ std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, const
     LayerWeights& l = w.layers[static_cast<size_t>(i)];
     l.inputNorm = lw->vector(p + "input_layernorm.weight", c.hiddenSize);
     l.postAttentionNorm = lw->vector(p + "post_attention_layernorm.weight", c.hiddenSize);
-    if (c.attention == AttentionKind::kMla) lw->loadMlaAttention(p + "self_attn.", c, l);
+    if (c.isMla()) lw->loadMlaAttention(p + "self_attn.", c, l);
     else lw->loadGqaAttention(p + "self_attn.", c, l);
     l.gate = lw->matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize);
     l.up = lw->matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize);

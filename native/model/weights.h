@@ -29,16 +29,20 @@ struct LayerWeights {
   std::vector<float> inputNorm;          // [hidden]
   std::vector<float> postAttentionNorm;  // [hidden]
   // GQA: q [heads*head_dim, hidden], k and v [kv_heads*head_dim, hidden].
-  // MLA: q [heads*(nope+rope), hidden] or qA [q_lora, hidden] + qANorm + qB [heads*(nope+rope), q_lora].
+  // MLA: q [heads*(nope+rope), hidden], or qA [q_lora, hidden] + qANorm + qB [heads*(nope+rope), q_lora].
   Matrix q, k, v, qA, qB;
-  std::vector<float> qBias, kBias, vBias;  // empty when absent
-  std::vector<float> qANorm;               // [q_lora], empty without latent norm
-  Matrix kvA;                              // [kv_lora + rope, hidden]
-  std::vector<float> kvANorm;              // [kv_lora], empty without latent norm
-  Matrix kvB;                              // [heads*(nope+v), kv_lora]
-  Matrix o;                                // [hidden, heads*v_head]
+  std::vector<float> qBias;   // on q (or qB's output): [heads*qk_head]; empty when absent
+  std::vector<float> qABias;  // [q_lora]
+  std::vector<float> kBias, vBias;  // GQA: [kv_heads*head_dim]
+  std::vector<float> qANorm;        // [q_lora], empty without latent norm
+  Matrix kvA;                       // MLA: [kv_lora + rope, hidden]
+  std::vector<float> kvABias;       // [kv_lora + rope]
+  std::vector<float> kvANorm;       // [kv_lora], empty without latent norm
+  Matrix kvB;                       // MLA: [heads*(nope+v), kv_lora]
+  Matrix kUp, vUp;                  // latent GQA: [heads*head_dim, kv_heads*head_dim]
+  Matrix o;                         // [hidden, heads*v_head]
   std::vector<float> oBias;
-  Matrix gate, up, down;                   // [ffn, hidden], [ffn, hidden], [hidden, ffn]
+  Matrix gate, up, down;            // [ffn, hidden], [ffn, hidden], [hidden, ffn]
 };
 
 struct Weights {
@@ -51,7 +55,8 @@ struct Weights {
 // Owns the mapping and any widened copies; `weights` points into both.
 class LoadedWeights {
  public:
-  static std::unique_ptr<LoadedWeights> load(const std::string& dir, const ModelConfig& config);
+  // Loads and checks every tensor; may refine config.attention (kGqa -> kLatentGqa).
+  static std::unique_ptr<LoadedWeights> load(const std::string& dir, ModelConfig& config);
   const Weights& weights() const { return weights_; }
   const SafetensorsSet& files() const { return *files_; }
 

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "napi/engine_wrap.h"
+#include "napi/linalg_wrap.h"
 
 namespace {
 
@@ -20,6 +21,10 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", mla::napi::EngineWrap::defineClass(env));
   exports.Set("loadEngine", Napi::Function::New(env, mla::napi::loadEngine, "loadEngine"));
   exports.Set("buildInfo", buildInfo(env));
+  Napi::Object linalg = Napi::Object::New(env);
+  linalg.Set("eigh", Napi::Function::New(env, mla::napi::eigh, "eigh"));
+  linalg.Set("matmul", Napi::Function::New(env, mla::napi::matmul64, "matmul"));
+  exports.Set("linalg", linalg);
   return exports;
 }
 

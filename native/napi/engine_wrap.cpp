@@ -1,5 +1,7 @@
 #include "napi/engine_wrap.h"
 
+#include <cstring>
+
 #include "napi/args.h"
 #include "napi/workers.h"
 
@@ -8,7 +10,13 @@ namespace mla::napi {
 namespace {
 Napi::FunctionReference& constructorRef(Napi::Env env) { return *env.GetInstanceData<Napi::FunctionReference>(); }
 
-const char* attentionName(AttentionKind kind) { return kind == AttentionKind::kMla ? "mla" : "gqa"; }
+const char* attentionName(AttentionKind kind) {
+  switch (kind) {
+    case AttentionKind::kMla: return "mla";
+    case AttentionKind::kLatentGqa: return "latent-gqa";
+    default: return "gqa";
+  }
+}
 
 const char* ropeScalingName(RopeScaling s) {
   switch (s) {
@@ -34,6 +42,9 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
       InstanceMethod("step", &EngineWrap::step),
       InstanceMethod("score", &EngineWrap::score),
       InstanceMethod("dispose", &EngineWrap::dispose),
+      InstanceMethod("beginStatistics", &EngineWrap::beginStatistics),
+      InstanceMethod("calibrate", &EngineWrap::calibrate),
+      InstanceMethod("takeStatistics", &EngineWrap::takeStatistics),
   });
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(cls)));
   return cls;
@@ -182,6 +193,73 @@ Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {
   requireIdle(info.Env(), "dispose");
   engine_.reset();
   return info.Env().Undefined();
+}
+
+// beginStatistics([{layer, point, kind: "covariance" | "rmsFit", columns?: [begin, end], eps?}])
+Napi::Value EngineWrap::beginStatistics(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "beginStatistics");
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(info.Env(), "requests must be an array");
+  auto list = info[0].As<Napi::Array>();
+  std::vector<StatRequest> requests;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    if (!list.Get(i).IsObject()) throwType(info.Env(), "requests[" + std::to_string(i) + "] must be an object");
+    Napi::Object o = list.Get(i).As<Napi::Object>();
+    StatRequest r;
+    r.layer = static_cast<int>(intField(o, "layer", 0, true));
+    if (r.layer < 0 || r.layer >= engine_->config().numLayers) throwType(info.Env(), "requests[" + std::to_string(i) + "].layer is out of range");
+    r.point = stringField(o, "point", "");
+    const std::string kind = stringField(o, "kind", "covariance");
+    if (kind == "covariance") r.kind = StatRequest::Kind::kCovariance;
+    else if (kind == "rmsFit") r.kind = StatRequest::Kind::kRmsFit;
+    else throwType(info.Env(), "requests[" + std::to_string(i) + "].kind must be \"covariance\" or \"rmsFit\"");
+    r.eps = numberField(o, "eps", 1e-6);
+    r.appendOne = boolField(o, "appendOne", false);
+    Napi::Value cols = o.Get("columns");
+    if (!cols.IsUndefined()) {
+      if (!cols.IsArray() || cols.As<Napi::Array>().Length() != 2) throwType(info.Env(), "columns must be [begin, end]");
+      r.colBegin = cols.As<Napi::Array>().Get(0u).As<Napi::Number>().Int32Value();
+      r.colEnd = cols.As<Napi::Array>().Get(1u).As<Napi::Number>().Int32Value();
+    }
+    requests.push_back(r);
+  }
+  statistics_ = std::make_unique<StatisticsCollector>(std::move(requests), 0);
+  return info.Env().Undefined();
+}
+
+// calibrate(batch, {lastLayer?, stopAtAttentionInput?}) -> Promise<void>: a forward pass feeding
+// the statistics; by default it runs up to the last layer any request observes.
+Napi::Value EngineWrap::calibrate(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "calibrate");
+  if (!statistics_) throw Napi::Error::New(info.Env(), "calibrate: call beginStatistics first");
+  StepInput input = stepInputArg(info, 0, false);
+  int lastLayer = statistics_->lastLayer();
+  bool stopAtInput = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    lastLayer = static_cast<int>(intField(o, "lastLayer", lastLayer));
+    stopAtInput = boolField(o, "stopAtAttentionInput", false);
+  }
+  if (lastLayer < 0 || lastLayer >= engine_->config().numLayers) throwType(info.Env(), "lastLayer is out of range");
+  return CalibrateWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), lastLayer, stopAtInput);
+}
+
+// takeStatistics() -> [{rows, columns, data: Float64Array}] in request order; ends the session.
+Napi::Value EngineWrap::takeStatistics(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "takeStatistics");
+  if (!statistics_) throw Napi::Error::New(info.Env(), "takeStatistics: no statistics were begun");
+  Napi::Array out = Napi::Array::New(info.Env());
+  uint32_t i = 0;
+  for (StatResult& r : statistics_->results()) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("rows", static_cast<double>(r.rows));
+    o.Set("columns", r.columns);
+    auto data = Napi::Float64Array::New(info.Env(), r.data.size());
+    std::memcpy(data.Data(), r.data.data(), r.data.size() * sizeof(double));
+    o.Set("data", data);
+    out.Set(i++, o);
+  }
+  statistics_.reset();
+  return out;
 }
 
 Napi::Value loadEngine(const Napi::CallbackInfo& info) {

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "engine/engine.h"
+#include "engine/statistics.h"
 
 namespace mla::napi {
 
@@ -17,6 +18,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   explicit EngineWrap(const Napi::CallbackInfo& info);
 
   Engine& engine();
+  StatisticsCollector* statistics() { return statistics_.get(); }
   void setBusy(bool busy) { busy_ = busy; }
 
  private:
@@ -34,8 +36,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value step(const Napi::CallbackInfo& info);
   Napi::Value score(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value beginStatistics(const Napi::CallbackInfo& info);
+  Napi::Value calibrate(const Napi::CallbackInfo& info);
+  Napi::Value takeStatistics(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<StatisticsCollector> statistics_;  // between beginStatistics and takeStatistics
   bool busy_ = false;
 };
 

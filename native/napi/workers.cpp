@@ -147,4 +147,27 @@ void ScoreWorker::OnOK() {
   deferred_.Resolve(out);
 }
 
+CalibrateWorker::CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput)
+    : EngineWorker(env, wrap, self), input_(std::move(input)), lastLayer_(lastLayer), stopAtInput_(stopAtInput) {}
+
+Napi::Value CalibrateWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput) {
+  auto* w = new CalibrateWorker(env, wrap, self, std::move(input), lastLayer, stopAtInput);
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();
+  return p;
+}
+
+void CalibrateWorker::Execute() {
+  try {
+    wrap_->engine().calibrate(input_, *wrap_->statistics(), lastLayer_, stopAtInput_);
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void CalibrateWorker::OnOK() {
+  finish();
+  deferred_.Resolve(Env().Undefined());
+}
+
 }  // namespace mla::napi

@@ -78,4 +78,17 @@ class ScoreWorker : public EngineWorker {
   std::vector<float> logprobs_;
 };
 
+class CalibrateWorker : public EngineWorker {
+ public:
+  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput);
+  void Execute() override;
+  void OnOK() override;
+
+ private:
+  CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput);
+  StepInput input_;
+  int lastLayer_;
+  bool stopAtInput_;
+};
+
 }  // namespace mla::napi

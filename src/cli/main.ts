@@ -2,13 +2,17 @@
 // mla-serve: serve | generate | convert | ppl | bench
 import { UsageError } from "./args.js";
 import { benchCommand } from "./bench.js";
+import { convertCommand } from "./convert.js";
 import { generateCommand } from "./generate.js";
+import { pplCommand } from "./ppl.js";
 import { serveCommand } from "./serve.js";
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCommand,
   generate: generateCommand,
   bench: benchCommand,
+  ppl: pplCommand,
+  convert: convertCommand,
 };
 
 const HELP = `usage: mla-serve <command> [options]

@@ -6,8 +6,8 @@ export type DType = "F32" | "F16" | "BF16";
 export interface TensorData {
   dtype: DType;
   shape: number[];
-  /** Raw little-endian bytes (shape product x dtype size). */
-  data: Uint8Array;
+  /** Raw little-endian bytes (shape product x dtype size), or a function that reads them when written. */
+  data: Uint8Array | (() => Uint8Array);
 }
 
 export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -31,10 +31,41 @@ export function fromBf16(bits: Uint16Array): Float32Array {
   return new Float32Array(out.buffer);
 }
 
+/** float32 -> IEEE half bits, rounding to nearest even; overflow becomes infinity. */
+export function toF16(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; ++i) {
+    const b = bits[i]!;
+    const sign = (b >>> 16) & 0x8000;
+    const exp = (b >>> 23) & 0xff;
+    const mant = b & 0x7fffff;
+    if (exp === 0xff) out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+    else if (exp > 142) out[i] = sign | 0x7c00;
+    else if (exp < 113) {
+      // subnormal half (or zero): round mant * 2^(exp-150) to a multiple of 2^-24
+      if (exp < 102) out[i] = sign;
+      else {
+        const m = mant | 0x800000;
+        const shift = 126 - exp;
+        let h = m >>> shift;
+        const rem = m & ((1 << shift) - 1), halfway = 1 << (shift - 1);
+        if (rem > halfway || (rem === halfway && (h & 1))) h++;
+        out[i] = sign | h;
+      }
+    } else {
+      let h = ((exp - 112) << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+      out[i] = sign | h;
+    }
+  }
+  return out;
+}
+
 /** A tensor from float32 values, stored as dtype. */
 export function tensorFrom(values: Float32Array, shape: number[], dtype: DType = "F32"): TensorData {
-  const bytes = dtype === "BF16" ? toBf16(values) : dtype === "F32" ? values : undefined;
-  if (!bytes) throw new Error(`writing ${dtype} from float32 is not supported`);
+  const bytes = dtype === "BF16" ? toBf16(values) : dtype === "F16" ? toF16(values) : values;
   return { dtype, shape, data: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
@@ -45,10 +76,10 @@ export function writeSafetensors(file: string, tensors: Map<string, TensorData>,
   let offset = 0;
   for (const name of names) {
     const t = tensors.get(name)!;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (expected !== t.data.byteLength) throw new Error(`tensor ${name}: shape [${t.shape}] needs ${expected} bytes, got ${t.data.byteLength}`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (typeof t.data !== "function" && bytes !== t.data.byteLength) throw new Error(`tensor ${name}: shape [${t.shape}] needs ${bytes} bytes, got ${t.data.byteLength}`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += " ".repeat((8 - (json.length % 8)) % 8);
@@ -60,7 +91,10 @@ export function writeSafetensors(file: string, tensors: Map<string, TensorData>,
     writeSync(fd, length);
     writeSync(fd, headerBytes);
     for (const name of names) {
-      const d = tensors.get(name)!.data;
+      const t = tensors.get(name)!;
+      const d = typeof t.data === "function" ? t.data() : t.data;
+      const [begin, end] = (header[name] as { data_offsets: [number, number] }).data_offsets;
+      if (d.byteLength !== end - begin) throw new Error(`tensor ${name}: read ${d.byteLength} bytes, expected ${end - begin}`);
       writeSync(fd, d, 0, d.byteLength);
     }
   } finally {

@@ -3,7 +3,8 @@
 /** The normalized model shape the addon parsed from config.json. */
 export interface ModelConfig {
   modelType: string;
-  attention: "gqa" | "mla";
+  /** "latent-gqa": TransMLA's first format (GQA weights plus k_up_proj / v_up_proj). */
+  attention: "gqa" | "mla" | "latent-gqa";
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -90,6 +91,32 @@ export interface LoadOptions {
   mlaPath?: "auto" | "absorbed" | "expanded";
 }
 
+/** One statistic to accumulate during calibrate() calls. */
+export interface StatisticRequest {
+  layer: number;
+  /** "attn_norm" (attention input), "q", "k", "v", "kv_a", "q_a", "attn_out", "mlp_norm". */
+  point: string;
+  /** "covariance": XᵀX [n, n]; "rmsFit": per column, sum x²/r and sum x²/r² [2, n]. */
+  kind?: "covariance" | "rmsFit";
+  /** Columns [begin, end) of the activation; default all. */
+  columns?: [number, number];
+  /** Covariance with a constant 1 column appended: [n + 1, n + 1]. */
+  appendOne?: boolean;
+  eps?: number;
+}
+
+export interface StatisticResult {
+  rows: number;
+  columns: number;
+  data: Float64Array;
+}
+
+export interface CalibrateOptions {
+  lastLayer?: number;
+  /** Stop at lastLayer's attention input. */
+  stopAtAttentionInput?: boolean;
+}
+
 export interface NativeEngine {
   /** Callable at any time, also while a step runs. */
   config(): ModelConfig;
@@ -108,9 +135,19 @@ export interface NativeEngine {
   step(batch: StepBatch): Promise<StepOutput>;
   score(batch: ScoreBatch): Promise<Float32Array>;
   dispose(): void;
+  beginStatistics(requests: StatisticRequest[]): void;
+  /** A forward pass (no logits) that feeds the statistics begun. */
+  calibrate(batch: Omit<ScoreBatch, "targetIds">, options?: CalibrateOptions): Promise<void>;
+  takeStatistics(): StatisticResult[];
 }
 
 export interface NativeModule {
   loadEngine(options: LoadOptions): Promise<NativeEngine>;
   buildInfo: { cuda: boolean; devices: string };
+  linalg: {
+    /** Symmetric eigendecomposition: values descending; vectors [n, n], column c for values[c]. */
+    eigh(a: Float64Array, n: number): Promise<{ values: Float64Array; vectors: Float64Array }>;
+    /** op(A) [m, k] times op(B) [k, n], row-major, float64. */
+    matmul(a: Float64Array, b: Float64Array, m: number, k: number, n: number, transA: boolean, transB: boolean): Promise<Float64Array>;
+  };
 }

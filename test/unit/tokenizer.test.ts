@@ -30,7 +30,7 @@ function streamDecode(tok: Tokenizer, prompt: number[], ids: number[]): { text: 
 
 describe("tokenizer", () => {
   it("encodes the corpus exactly as the reference prompts were tokenized", () => {
-    const heldout = readFileSync(path.join(FIXTURES, "heldout-head.txt"), "utf8");
+    const heldout = readFileSync(path.join(FIXTURES, "corpus", "heldout-8k.txt"), "utf8");
     const ids = Tokenizer.load(BUNDLED_GQA).encode(heldout);
     const c = readReference(BUNDLED_GQA)[0]!;
     assert.deepEqual(ids.slice(0, c.prompt_ids.length), c.prompt_ids);

@@ -18,6 +18,16 @@ class ActivationObserver {
   virtual void observe(int layer, const std::string& point, const float* x, int rows, int cols) = 0;
 };
 
+struct ForwardOptions {
+  MlaPath mlaPath = MlaPath::kAuto;
+  ActivationObserver* observer = nullptr;  // may be null
+  // Stop after this layer (calibration of early layers); -1: the whole model. When it stops
+  // early, no logits are computed.
+  int lastLayer = -1;
+  // With lastLayer: stop once lastLayer's attention input (the "attn_norm" point) is observed.
+  bool stopAtAttentionInput = false;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -32,7 +42,7 @@ class Backend {
 
   // Runs the model over the batch, writing new tokens' cache entries and keeping the final hidden
   // state of batch.logitRows for sample() / scoreTargets().
-  virtual void forward(const ForwardBatch& batch, MlaPath path, ActivationObserver* observer) = 0;
+  virtual void forward(const ForwardBatch& batch, const ForwardOptions& options) = 0;
   // Samples one token per logit row of the last forward.
   virtual void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs,
                       std::vector<SampleResult>& results) = 0;

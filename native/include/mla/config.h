@@ -10,6 +10,10 @@ namespace mla {
 enum class AttentionKind {
   kGqa,  // llama / mistral / qwen2: cache K and V heads; [K heads | V heads] per token
   kMla,  // deepseek_v3: cache [c_kv | k_pe] per token; absorbed decode
+  // TransMLA's first format: a llama/qwen2 checkpoint whose attention also has k_up_proj and
+  // v_up_proj. Caches the kv heads' K (RoPE'd per head block) and V as a latent, [K | V] like GQA;
+  // every query head reads the whole latent through its rows of k_up_proj / v_up_proj.
+  kLatentGqa,
 };
 
 enum class RopeScaling { kNone, kLinear, kLlama3 };
@@ -56,9 +60,10 @@ struct ModelConfig {
 
   // Values cached per token per layer: kv_lora + rope (MLA) or 2 * kv_heads * head_dim (GQA).
   int cacheEntrySize() const;
+  bool isMla() const { return attention == AttentionKind::kMla; }
   // Query-head size (what q·k runs over in the expanded form).
-  int qkHeadDim() const { return attention == AttentionKind::kMla ? qkNopeHeadDim + qkRopeHeadDim : headDim; }
-  int valueHeadDim() const { return attention == AttentionKind::kMla ? vHeadDim : headDim; }
+  int qkHeadDim() const { return isMla() ? qkNopeHeadDim + qkRopeHeadDim : headDim; }
+  int valueHeadDim() const { return isMla() ? vHeadDim : headDim; }
 };
 
 // Parses config.json text. Throws mla::Error naming the field and value for anything unsupported.

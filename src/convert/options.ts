@@ -1,0 +1,99 @@
+// Conversion options, and every check that must pass before any work starts.
+import { existsSync, readFileSync } from "node:fs";
+
+import type { Checkpoint } from "../model/checkpoint.js";
+import type { DType } from "../model/safetensors.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { checkRopeShape } from "./rorope.js";
+import type { SourceShape } from "./source.js";
+import { sampleWindows, windows } from "./windows.js";
+
+export interface ConvertOptions {
+  model: string;
+  out: string;
+  force: boolean;
+  kvLoraRank: number;
+  qkRopeDim: number;
+  qLoraRank: number | null;
+  freqfold: number | "auto";
+  /** BKV balance target (key norm / value norm after balancing); 0 turns balancing off. */
+  balanceKvRatio: number;
+  calib: string;
+  calibSamples: number;
+  calibSeq: number;
+  /** Held-out calibration windows that score --freqfold auto candidates. */
+  searchSamples: number;
+  eval: string | null;
+  evalSeq: number;
+  evalMaxChars: number | null;
+  latentNorm: boolean;
+  exact: boolean;
+  sequential: boolean;
+  dtype: "auto" | "float32" | "bfloat16" | "float16";
+  seed: number;
+  threads?: number;
+}
+
+export const DTYPES: Record<Exclude<ConvertOptions["dtype"], "auto">, DType> = { float32: "F32", bfloat16: "BF16", float16: "F16" };
+
+/** The conversion's fixed inputs after checking: shapes, token windows, output dtype. */
+export interface Plan {
+  collapse: number;
+  maxKvLoraRank: number;
+  calibWindows: number[][];
+  searchWindows: number[][];
+  evalWindows: number[][] | null;
+  dtype: DType;
+}
+
+function readText(file: string, what: string, maxChars: number | null = null): string {
+  if (!existsSync(file)) throw new Error(`${what} file not found: ${file}`);
+  const text = readFileSync(file, "utf8");
+  return maxChars === null ? text : [...text].slice(0, maxChars).join("");
+}
+
+/** Checks ranks, shapes, files and the output folder; tokenizes the texts. Throws before any work. */
+export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokenizer: Tokenizer | null): Plan {
+  if (existsSync(o.out) && !o.force) throw new Error(`${o.out} already exists (use --force to replace it)`);
+  const R = o.qkRopeDim;
+  if (!Number.isInteger(R) || R < 2 || R % 2 !== 0 || R > s.headDim || s.headDim % R !== 0) {
+    throw new Error(`--qk-rope-dim ${R} must be an even divisor of head_dim ${s.headDim}`);
+  }
+  const collapse = s.headDim / R;
+  const maxKvLoraRank = 2 * s.latent - R;
+  if (!o.exact) {
+    if (o.freqfold !== "auto") checkRopeShape({ numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: o.freqfold, collapse });
+    else checkRopeShape({ numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: collapse, collapse });
+    if (!Number.isInteger(o.kvLoraRank) || o.kvLoraRank < 1 || o.kvLoraRank > maxKvLoraRank) {
+      throw new Error(`--kv-lora-rank ${o.kvLoraRank} is not possible: the maximum for this model with --qk-rope-dim ${R} is ` +
+        `${maxKvLoraRank} (2 x ${s.numKvHeads} kv heads x ${s.headDim} - ${R})`);
+    }
+    const maxQ = s.numHeads * s.headDim;
+    if (o.qLoraRank !== null && (!Number.isInteger(o.qLoraRank) || o.qLoraRank < 1 || o.qLoraRank > maxQ)) {
+      throw new Error(`--q-lora-rank ${o.qLoraRank} is not possible: the maximum is ${maxQ} (${s.numHeads} heads x ${s.headDim})`);
+    }
+    if (!(o.balanceKvRatio >= 0)) throw new Error("--balance-kv-ratio must be >= 0");
+  }
+  if (o.calibSamples < 1 || o.calibSeq < 2) throw new Error("--calib-samples must be >= 1 and --calib-seq >= 2");
+  const needSearch = o.freqfold === "auto" && !o.exact ? o.searchSamples : 0;
+  const wanted = o.exact ? 0 : o.calibSamples + needSearch;
+  const all = wanted ? sampleWindows(readText(o.calib, "calibration"), (t) => tokenizer!.encode(t), wanted, o.calibSeq, o.seed) : [];
+  if (all.length < wanted) {
+    throw new Error(`the calibration file ${o.calib} is too short: it gives ${all.length} windows of ${o.calibSeq} tokens, but ` +
+      `${wanted} are needed (--calib-samples ${o.calibSamples}${needSearch ? ` + ${needSearch} held out for --freqfold auto` : ""})`);
+  }
+  let evalWindows: number[][] | null = null;
+  if (o.eval !== null) {
+    const evalIds = tokenizer!.encode(readText(o.eval, "evaluation", o.evalMaxChars));
+    evalWindows = windows(evalIds, o.evalSeq);
+    if (evalWindows.length === 0) throw new Error(`the evaluation file ${o.eval} has ${evalIds.length} tokens: not one window of ${o.evalSeq}`);
+  }
+  const sourceDtype = ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype;
+  return {
+    collapse, maxKvLoraRank,
+    calibWindows: all.slice(0, o.calibSamples),
+    searchWindows: all.slice(o.calibSamples, o.calibSamples + needSearch),
+    evalWindows,
+    dtype: o.dtype === "auto" ? sourceDtype : DTYPES[o.dtype],
+  };
+}
