@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "napi/engine_wrap.h"
+#include "mla/kernel_shapes.h"
 #include "napi/linalg_wrap.h"
 
 namespace {
@@ -25,6 +26,15 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   linalg.Set("eigh", Napi::Function::New(env, mla::napi::eigh, "eigh"));
   linalg.Set("matmul", Napi::Function::New(env, mla::napi::matmul64, "matmul"));
   exports.Set("linalg", linalg);
+  Napi::Array shapes = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const mla::MlaKernelShape& k : mla::kMlaDecodeShapes) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, k.kvLoraRank);
+    pair.Set(1u, k.qkRopeDim);
+    shapes.Set(i++, pair);
+  }
+  exports.Set("mlaKernelShapes", shapes);
   return exports;
 }
 

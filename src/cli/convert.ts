@@ -21,6 +21,8 @@ const FLAGS: Record<string, FlagSpec> = {
   "eval-max-chars": { type: "int", help: "evaluate only the first N characters of --eval" },
   "latent-norm": { type: "boolean", default: false, help: "add kv_a_layernorm (and q_a_layernorm) fit on calibration data, as Hugging Face's DeepseekV3 expects" },
   exact: { type: "boolean", default: false, help: "write TransMLA's lossless first format (k_up_proj / v_up_proj) instead" },
+  "cache-budget": { type: "int", help: "values cached per token per layer: search qk_rope_dim, freqfold and kv_lora_rank = budget - qk_rope_dim" },
+  "kernel-shapes": { type: "boolean", default: false, help: "restrict --cache-budget to the shapes the CUDA decode kernel is built for" },
   sequential: { type: "boolean", default: false, help: "calibrate layer by layer on the already-converted layers before (GPTQ style)" },
   dtype: { type: "string", default: "auto", help: "weights of the output: auto (the source's), float32, bfloat16, float16" },
   seed: { type: "int", default: 42, help: "seed for choosing calibration windows" },
@@ -37,6 +39,14 @@ export function printReport(rep: ConversionReport, write: (s: string) => void): 
       `${rep.output.qLoraRank ? `, q_lora_rank ${rep.output.qLoraRank}` : ""}${rep.output.latentNorm ? ", latent norms" : ""}\n`);
   }
   for (const s of rep.freqfoldSearch) write(`  freqfold ${s.freqfold}: held-out perplexity ${s.perplexity.toFixed(2)}\n`);
+  if (rep.budgetSearch) {
+    write(`cache budget ${rep.budgetSearch.budget} values per token per layer${rep.budgetSearch.kernelShapesOnly ? " (CUDA kernel shapes only)" : ""}; held-out perplexity:\n`);
+    write("  qk_rope_dim | kv_lora_rank | freqfold | partial RoPE | final\n");
+    for (const row of rep.budgetSearch.rows) {
+      const chosen = row.qkRopeDim === rep.output.qkRopeDim && row.freqfold === rep.output.freqfold ? "  <- chosen" : "";
+      write(`  ${String(row.qkRopeDim).padStart(11)} | ${String(row.kvLoraRank).padStart(12)} | ${String(row.freqfold).padStart(8)} | ${row.partialPerplexity.toFixed(2).padStart(12)} | ${row.finalPerplexity === null ? "-" : row.finalPerplexity.toFixed(2)}${chosen}\n`);
+    }
+  }
   if (rep.perplexity.evalFile) {
     write(`perplexity on ${rep.perplexity.evalFile} (${rep.perplexity.windows} windows of ${rep.perplexity.seq}): ` +
       `original ${f(rep.perplexity.original)}, partial RoPE ${f(rep.perplexity.partialRope)}, final ${f(rep.perplexity.final)}\n`);
@@ -64,6 +74,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
     searchSamples: v["search-samples"] as number,
     eval: (v.eval as string | undefined) ?? null, evalSeq: v["eval-seq"] as number, evalMaxChars: (v["eval-max-chars"] as number | undefined) ?? null,
     latentNorm: v["latent-norm"] as boolean, exact: v.exact as boolean, sequential: v.sequential as boolean,
+    cacheBudget: (v["cache-budget"] as number | undefined) ?? null, kernelShapes: v["kernel-shapes"] as boolean,
     dtype: dtype as ConvertOptions["dtype"], seed: v.seed as number, threads: v.threads as number | undefined,
   };
   if (o.exact && !o.calib) o.calib = "";

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 
 import type { Checkpoint } from "../model/checkpoint.js";
+import { native } from "../native/binding.js";
 import type { DType } from "../model/safetensors.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { checkRopeShape } from "./rorope.js";
@@ -28,6 +29,10 @@ export interface ConvertOptions {
   evalMaxChars: number | null;
   latentNorm: boolean;
   exact: boolean;
+  /** Values cached per token per layer: search qk_rope_dim, freqfold and kv_lora_rank = budget - qk_rope_dim. */
+  cacheBudget: number | null;
+  /** Restrict the budget search to the shapes the CUDA decode kernel is built for. */
+  kernelShapes: boolean;
   sequential: boolean;
   dtype: "auto" | "float32" | "bfloat16" | "float16";
   seed: number;
@@ -38,12 +43,12 @@ export const DTYPES: Record<Exclude<ConvertOptions["dtype"], "auto">, DType> = {
 
 /** The conversion's fixed inputs after checking: shapes, token windows, output dtype. */
 export interface Plan {
-  collapse: number;
-  maxKvLoraRank: number;
   calibWindows: number[][];
   searchWindows: number[][];
   evalWindows: number[][] | null;
   dtype: DType;
+  /** (kv_lora_rank, qk_rope_dim) pairs allowed by --kernel-shapes; null: any. */
+  kernelShapes: [number, number][] | null;
 }
 
 function readText(file: string, what: string, maxChars: number | null = null): string {
@@ -55,27 +60,35 @@ function readText(file: string, what: string, maxChars: number | null = null): s
 /** Checks ranks, shapes, files and the output folder; tokenizes the texts. Throws before any work. */
 export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokenizer: Tokenizer | null): Plan {
   if (existsSync(o.out) && !o.force) throw new Error(`${o.out} already exists (use --force to replace it)`);
-  const R = o.qkRopeDim;
-  if (!Number.isInteger(R) || R < 2 || R % 2 !== 0 || R > s.headDim || s.headDim % R !== 0) {
-    throw new Error(`--qk-rope-dim ${R} must be an even divisor of head_dim ${s.headDim}`);
-  }
-  const collapse = s.headDim / R;
-  const maxKvLoraRank = 2 * s.latent - R;
-  if (!o.exact) {
-    if (o.freqfold !== "auto") checkRopeShape({ numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: o.freqfold, collapse });
-    else checkRopeShape({ numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: collapse, collapse });
+  if (o.cacheBudget !== null) {
+    if (o.exact) throw new Error("--cache-budget and --exact do not go together");
+    if (!Number.isInteger(o.cacheBudget) || o.cacheBudget < 3 || o.cacheBudget > 2 * s.latent) {
+      throw new Error(`--cache-budget ${o.cacheBudget} is not possible: it must be in [3, ${2 * s.latent}] values per token per layer (the source caches ${2 * s.latent})`);
+    }
+  } else if (!o.exact) {
+    const R = o.qkRopeDim;
+    if (!Number.isInteger(R) || R < 2 || R % 2 !== 0 || R > s.headDim || s.headDim % R !== 0) {
+      throw new Error(`--qk-rope-dim ${R} must be an even divisor of head_dim ${s.headDim}`);
+    }
+    const collapse = s.headDim / R;
+    checkRopeShape({ numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: o.freqfold === "auto" ? collapse : o.freqfold, collapse });
+    const maxKvLoraRank = 2 * s.latent - R;
     if (!Number.isInteger(o.kvLoraRank) || o.kvLoraRank < 1 || o.kvLoraRank > maxKvLoraRank) {
       throw new Error(`--kv-lora-rank ${o.kvLoraRank} is not possible: the maximum for this model with --qk-rope-dim ${R} is ` +
         `${maxKvLoraRank} (2 x ${s.numKvHeads} kv heads x ${s.headDim} - ${R})`);
     }
+  }
+  if (!o.exact) {
     const maxQ = s.numHeads * s.headDim;
     if (o.qLoraRank !== null && (!Number.isInteger(o.qLoraRank) || o.qLoraRank < 1 || o.qLoraRank > maxQ)) {
       throw new Error(`--q-lora-rank ${o.qLoraRank} is not possible: the maximum is ${maxQ} (${s.numHeads} heads x ${s.headDim})`);
     }
     if (!(o.balanceKvRatio >= 0)) throw new Error("--balance-kv-ratio must be >= 0");
   }
+  if (o.kernelShapes && o.cacheBudget === null) throw new Error("--kernel-shapes restricts --cache-budget: give a budget too");
   if (o.calibSamples < 1 || o.calibSeq < 2) throw new Error("--calib-samples must be >= 1 and --calib-seq >= 2");
-  const needSearch = o.freqfold === "auto" && !o.exact ? o.searchSamples : 0;
+  const needSearch = !o.exact && (o.freqfold === "auto" || o.cacheBudget !== null) ? o.searchSamples : 0;
+  if (needSearch && o.searchSamples < 1) throw new Error("--search-samples must be >= 1 for a search");
   const wanted = o.exact ? 0 : o.calibSamples + needSearch;
   const all = wanted ? sampleWindows(readText(o.calib, "calibration"), (t) => tokenizer!.encode(t), wanted, o.calibSeq, o.seed) : [];
   if (all.length < wanted) {
@@ -90,10 +103,10 @@ export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokeni
   }
   const sourceDtype = ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype;
   return {
-    collapse, maxKvLoraRank,
     calibWindows: all.slice(0, o.calibSamples),
     searchWindows: all.slice(o.calibSamples, o.calibSamples + needSearch),
     evalWindows,
     dtype: o.dtype === "auto" ? sourceDtype : DTYPES[o.dtype],
+    kernelShapes: o.kernelShapes ? native().mlaKernelShapes : null,
   };
 }

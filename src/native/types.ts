@@ -144,6 +144,8 @@ export interface NativeEngine {
 export interface NativeModule {
   loadEngine(options: LoadOptions): Promise<NativeEngine>;
   buildInfo: { cuda: boolean; devices: string };
+  /** (kv_lora_rank, qk_rope_head_dim) pairs the fused CUDA MLA decode kernel is instantiated for. */
+  mlaKernelShapes: [number, number][];
   linalg: {
     /** Symmetric eigendecomposition: values descending; vectors [n, n], column c for values[c]. */
     eigh(a: Float64Array, n: number): Promise<{ values: Float64Array; vectors: Float64Array }>;

@@ -22,7 +22,7 @@ function options(out: string, extra: Partial<ConvertOptions>): ConvertOptions {
   return {
     model: BUNDLED_GQA, out: path.join(work, out), force: true, kvLoraRank: 64, qkRopeDim: 32, qLoraRank: null, freqfold: 2,
     balanceKvRatio: 1, calib: CALIB, calibSamples: 16, calibSeq: 256, searchSamples: 8, eval: EVAL, evalSeq: 128, evalMaxChars: null,
-    latentNorm: false, exact: false, sequential: false, dtype: "float32", seed: 7, ...extra,
+    latentNorm: false, exact: false, sequential: false, cacheBudget: null, kernelShapes: false, dtype: "float32", seed: 7, ...extra,
   };
 }
 

@@ -1,0 +1,156 @@
+// The state one conversion shares across its stages: source, plan, scratch folder, reporting, and
+// the per-layer transforms, each for an explicit split (RoPE dims, freqfold, latent rank).
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+import { Checkpoint } from "../model/checkpoint.js";
+import { Tokenizer } from "../tokenizer/tokenizer.js";
+import { attentionInputStats, modelPerplexity } from "./calibrate.js";
+import { mlaConfig, type MlaShape } from "./configs.js";
+import { addMlaLayer, type LatentNorms } from "./layer_tensors.js";
+import { congruence, eigh, Mat } from "./matrix.js";
+import { balanceRatio, buildMlaLayer, latentParts, type MlaLayer } from "./mla_layer.js";
+import { plan, type ConvertOptions, type Plan } from "./options.js";
+import { foldRotations, mlaLatentMap, type RopeShape } from "./rorope.js";
+import { readAttention, sourceShape, type SourceShape } from "./source.js";
+import { isAttentionInput, keptSourceTensors, writeOverlay, type NewTensors } from "./writer.js";
+
+/** How each token's cache is split: RoPE dims, frequencies pooled per PCA, latent rank. */
+export interface Split {
+  ropeDim: number;
+  freqfold: number;
+  kvLoraRank: number;
+}
+
+export interface StageProgress {
+  update(done: number): void;
+  done(): void;
+}
+
+export interface Reporter {
+  stage(label: string, total: number): StageProgress;
+  log(line: string): void;
+}
+
+export interface LayerStats {
+  balanceRatio: number;
+  retainedEnergy: number;
+}
+
+export class Conversion {
+  readonly ckpt: Checkpoint;
+  readonly s: SourceShape;
+  readonly p: Plan;
+  readonly work: string;
+  readonly kept: string[];
+  readonly seconds: Record<string, number> = {};
+  readonly layers: number[];
+
+  constructor(readonly o: ConvertOptions, readonly r: Reporter) {
+    this.ckpt = new Checkpoint(o.model);
+    this.s = sourceShape(this.ckpt);
+    const needsText = !o.exact || o.eval !== null;
+    if (needsText && !existsSync(path.join(o.model, "tokenizer.json"))) {
+      throw new Error(`${o.model} has no tokenizer.json: calibration and evaluation text need one`);
+    }
+    this.p = plan(o, this.ckpt, this.s, needsText ? Tokenizer.load(o.model) : null);
+    this.kept = keptSourceTensors(this.ckpt, isAttentionInput);
+    this.layers = [...Array(this.s.numLayers).keys()];
+    this.work = mkdtempSync(path.join(tmpdir(), "mla-convert-"));
+  }
+
+  cleanup(): void {
+    rmSync(this.work, { recursive: true, force: true });
+  }
+
+  async timed<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.seconds[key] = Math.round(((this.seconds[key] ?? 0) + (performance.now() - t0) / 1000) * 100) / 100;
+    }
+  }
+
+  maxRank(ropeDim: number): number {
+    return 2 * this.s.latent - ropeDim;
+  }
+
+  ropeShape(split: Split): RopeShape {
+    return { numKvHeads: this.s.numKvHeads, headDim: this.s.headDim, freqfold: split.freqfold, collapse: this.s.headDim / split.ropeDim };
+  }
+
+  async perplexity(label: string, dir: string, wins: number[][] | null): Promise<number | null> {
+    if (!wins || wins.length === 0) return null;
+    const bar = this.r.stage(`perplexity: ${label}`, wins.length);
+    const result = await modelPerplexity(dir, wins, { threads: this.o.threads, onProgress: (d) => bar.update(d) });
+    bar.done();
+    this.r.log(`perplexity (${label}): ${result.perplexity.toFixed(4)}`);
+    return result.perplexity;
+  }
+
+  async attentionInputs(label: string, dir: string, layers: number[]): Promise<Mat[]> {
+    const bar = this.r.stage(`calibration: ${label}`, this.p.calibWindows.length);
+    const out = await attentionInputStats(dir, this.p.calibWindows, layers, { threads: this.o.threads, onProgress: (d) => bar.update(d) });
+    bar.done();
+    return out;
+  }
+
+  /** The RoRoPE latent map of layer l from its attention-input statistics. */
+  async latentMap(l: number, sigma: Mat, split: Split): Promise<Mat> {
+    const a = readAttention(this.ckpt, this.s, l);
+    const ck = await congruence(a.wk.withColumn(a.bk), sigma);
+    const shape = this.ropeShape(split);
+    return mlaLatentMap(await foldRotations(ck, shape), shape).map;
+  }
+
+  /** The partial-RoPE layer: the MLA layout at full rank with the identity basis. */
+  async partialLayer(l: number, map: Mat, split: Split): Promise<MlaLayer> {
+    const a = readAttention(this.ckpt, this.s, l);
+    const parts = await latentParts(a, this.s, map, split.ropeDim, 1);
+    return buildMlaLayer(a, this.s, map, split.ropeDim, parts, Mat.identity(parts.z.rows));
+  }
+
+  /** BKV-PCA of layer l: balance, joint PCA of [k_nope; v] over the layer's inputs, keep the rank. */
+  async finalLayer(l: number, sigma: Mat, map: Mat, split: Split): Promise<{ layer: MlaLayer; stats: LayerStats }> {
+    const { s, o } = this;
+    const R = split.ropeDim;
+    const a = readAttention(this.ckpt, s, l);
+    const unbalanced = await latentParts(a, s, map, R, 1);
+    const ratio = balanceRatio(await congruence(unbalanced.z, sigma), s.latent - R, o.balanceKvRatio);
+    const parts = await latentParts(a, s, map, R, ratio);
+    const { values, vectors } = await eigh(await congruence(parts.z, sigma));
+    let kept = 0, total = 0;
+    values.forEach((v, i) => {
+      total += Math.max(0, v);
+      if (i < split.kvLoraRank) kept += Math.max(0, v);
+    });
+    let query;
+    if (o.qLoraRank !== null) {
+      const sxx = sigma.rowsRange(0, s.hidden).colsRange(0, s.hidden); // the weight part; the bias is added exactly
+      query = { basis: (await eigh(await congruence(a.wq, sxx))).vectors.colsRange(0, o.qLoraRank) };
+    }
+    const layer = await buildMlaLayer(a, s, map, R, parts, vectors.colsRange(0, split.kvLoraRank), query);
+    return { layer, stats: { balanceRatio: ratio, retainedEnergy: total > 0 ? kept / total : 1 } };
+  }
+
+  /** The config shape of a split's final model, or of its partial-RoPE model (full rank, no query compression). */
+  mlaShape(split: Split, partial: boolean): MlaShape {
+    return partial
+      ? { kvLoraRank: this.maxRank(split.ropeDim), ropeDim: split.ropeDim, qLoraRank: null, latentNorm: false }
+      : { kvLoraRank: split.kvLoraRank, ropeDim: split.ropeDim, qLoraRank: this.o.qLoraRank, latentNorm: this.o.latentNorm };
+  }
+
+  mlaTensors(layers: MlaLayer[], norms?: LatentNorms[]): NewTensors {
+    const t: NewTensors = new Map();
+    layers.forEach((m, l) => addMlaLayer(t, l, m, this.s, this.p.dtype, norms?.[l]));
+    return t;
+  }
+
+  overlay(name: string, shape: MlaShape, layers: MlaLayer[], norms?: LatentNorms[]): string {
+    const dir = path.join(this.work, name);
+    writeOverlay(dir, this.ckpt, mlaConfig(this.ckpt.config, this.s, shape, this.p.dtype, {}), this.mlaTensors(layers, norms), this.kept);
+    return dir;
+  }
+}
