@@ -15,6 +15,7 @@ class CpuBackend : public Backend {
   CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads);
 
   std::string name() const override { return "cpu"; }
+  int cacheBytesPerValue() const override { return 4; }
   void allocateCache(int numBlocks, int blockSize, bool poison) override;
   void copyBlock(int src, int dst) override;
   void poisonBlock(int block) override;

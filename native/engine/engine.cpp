@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "cpu/cpu_backend.h"
+#include "engine/backends.h"
 
 namespace mla {
 
@@ -17,23 +18,35 @@ ModelConfig loadConfig(const std::string& dir) {
   return parseModelConfig(readTextFile(path));
 }
 
-int64_t cacheBytesPerBlock(const ModelConfig& c, int blockSize) {
-  return static_cast<int64_t>(c.numLayers) * blockSize * c.cacheEntrySize() * static_cast<int64_t>(sizeof(float));
-}
-
-int numBlocksFor(const EngineOptions& o, const ModelConfig& c) {
-  if (o.numBlocks > 0) return o.numBlocks;
-  const int64_t n = o.cacheBytes / cacheBytesPerBlock(c, o.blockSize);
-  if (n < 1) throw Error("cache memory of " + std::to_string(o.cacheBytes) + " bytes holds no block of " +
-                         std::to_string(cacheBytesPerBlock(c, o.blockSize)) + " bytes");
-  return static_cast<int>(std::min<int64_t>(n, 1 << 30));
+// "cuda" -> 0, "cuda:3" -> 3.
+int cudaDeviceIndex(const std::string& device) {
+  if (device == "cuda") return 0;
+  try {
+    size_t used = 0;
+    const int i = std::stoi(device.substr(5), &used);
+    if (used == device.size() - 5 && i >= 0) return i;
+  } catch (const std::exception&) {
+  }
+  throw Error("unsupported device \"" + device + "\" (expected cpu, cuda or cuda:N)");
 }
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options, ModelConfig config)
-    : options_(options), config_(std::move(config)),
-      blocks_(numBlocksFor(options, config_), options.blockSize, options.enablePrefixCaching) {}
+int64_t Engine::bytesPerBlock() const {
+  return static_cast<int64_t>(config_.numLayers) * options_.blockSize * config_.cacheEntrySize() * backend_->cacheBytesPerValue();
+}
+
+int Engine::numBlocksFor() const {
+  if (options_.numBlocks > 0) return options_.numBlocks;
+  const int64_t gpuBudget = backend_->cacheMemoryBudget(options_.gpuMemoryUtilization);
+  const int64_t budget = gpuBudget >= 0 ? gpuBudget : options_.cacheBytes;
+  const int64_t n = budget / bytesPerBlock();
+  if (n < 1) {
+    throw Error("the cache memory (" + std::to_string(budget) + " bytes) holds no block of " + std::to_string(bytesPerBlock()) +
+                " bytes" + (gpuBudget >= 0 ? ": raise --gpu-memory-utilization" : ": raise --kv-cache-memory"));
+  }
+  return static_cast<int>(std::min<int64_t>(n, 1 << 30));
+}
 
 std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   check(options.blockSize > 0, "blockSize must be positive");
@@ -42,14 +55,15 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_);
   if (options.device == "cpu") {
     engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads);
+  } else if (options.device.rfind("cuda", 0) == 0) {
+    engine->backend_ = makeCudaBackend(engine->config_, engine->weights_->weights(), cudaDeviceIndex(options.device));
   } else {
-    throw Error("unsupported device \"" + options.device + "\" (this build supports: cpu)");
+    throw Error("unsupported device \"" + options.device + "\" (expected cpu, cuda or cuda:N)");
   }
-  engine->backend_->allocateCache(engine->blocks_.numBlocks(), options.blockSize, options.poisonCache);
+  engine->blocks_ = std::make_unique<BlockManager>(engine->numBlocksFor(), options.blockSize, options.enablePrefixCaching);
+  engine->backend_->allocateCache(engine->blocks_->numBlocks(), options.blockSize, options.poisonCache);
   return engine;
 }
-
-int64_t Engine::bytesPerBlock() const { return cacheBytesPerBlock(config_, options_.blockSize); }
 
 std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
                                        const SamplingParams& params) {
@@ -59,7 +73,7 @@ std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int
     check(tokens[i] >= 0 && tokens[i] < config_.vocabSize,
           "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " + std::to_string(config_.vocabSize) + ")");
   }
-  auto cached = blocks_.allocate(seqId, tokens, numTokens);
+  auto cached = blocks_->allocate(seqId, tokens, numTokens);
   if (!cached) return std::nullopt;
   Sequence seq;
   seq.params = params;
@@ -78,14 +92,14 @@ std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int
 
 bool Engine::ensureCapacity(int64_t seqId, int numTokens) {
   check(seqs_.count(seqId), "unknown sequence " + std::to_string(seqId));
-  return blocks_.ensureCapacity(seqId, numTokens);
+  return blocks_->ensureCapacity(seqId, numTokens);
 }
 
 bool Engine::fork(int64_t srcId, int64_t dstId, const SamplingParams& params) {
   auto it = seqs_.find(srcId);
   check(it != seqs_.end(), "unknown sequence " + std::to_string(srcId));
   check(!seqs_.count(dstId), "sequence " + std::to_string(dstId) + " already exists");
-  auto forked = blocks_.fork(srcId, dstId);
+  auto forked = blocks_->fork(srcId, dstId);
   if (!forked) return false;
   if (forked->copy) backend_->copyBlock(forked->copy->first, forked->copy->second);
   Sequence seq;
@@ -99,7 +113,7 @@ bool Engine::fork(int64_t srcId, int64_t dstId, const SamplingParams& params) {
 
 void Engine::freeSequence(int64_t seqId) {
   check(seqs_.count(seqId), "unknown sequence " + std::to_string(seqId));
-  for (int b : blocks_.free(seqId)) {
+  for (int b : blocks_->free(seqId)) {
     if (options_.poisonCache) backend_->poisonBlock(b);
   }
   seqs_.erase(seqId);
@@ -116,16 +130,16 @@ ForwardBatch Engine::buildBatch(const StepInput& in, LogitRows rows) {
     const int64_t id = in.seqIds[i];
     check(seqs_.count(id), "step: unknown sequence " + std::to_string(id));
     for (size_t j = 0; j < i; ++j) check(in.seqIds[j] != id, "step: sequence " + std::to_string(id) + " appears twice");
-    const int computed = blocks_.numComputedTokens(id);
+    const int computed = blocks_->numComputedTokens(id);
     check(in.startPositions[i] == computed, "step: sequence " + std::to_string(id) + " starts at " +
                                                 std::to_string(in.startPositions[i]) + " but has " + std::to_string(computed) +
                                                 " computed tokens");
     check(in.numTokens[i] > 0, "step: every sequence needs at least one new token");
-    const auto& table = blocks_.blockTable(id);
+    const auto& table = blocks_->blockTable(id);
     const int end = computed + in.numTokens[i];
-    check(end <= static_cast<int>(table.size()) * blocks_.blockSize(),
+    check(end <= static_cast<int>(table.size()) * blocks_->blockSize(),
           "step: sequence " + std::to_string(id) + " needs cache for " + std::to_string(end) + " tokens but holds " +
-              std::to_string(table.size() * static_cast<size_t>(blocks_.blockSize())));
+              std::to_string(table.size() * static_cast<size_t>(blocks_->blockSize())));
     SeqSlice s;
     s.start = computed;
     s.numTokens = in.numTokens[i];
@@ -152,7 +166,7 @@ ForwardBatch Engine::buildBatch(const StepInput& in, LogitRows rows) {
 void Engine::markComputed(const StepInput& in) {
   int offset = 0;
   for (size_t i = 0; i < in.seqIds.size(); ++i) {
-    blocks_.markComputed(in.seqIds[i], in.tokenIds.data() + offset, in.numTokens[i]);
+    blocks_->markComputed(in.seqIds[i], in.tokenIds.data() + offset, in.numTokens[i]);
     offset += in.numTokens[i];
   }
 }

@@ -16,10 +16,11 @@ namespace mla {
 
 struct EngineOptions {
   std::string modelDir;
-  std::string device = "cpu";
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   int numThreads = 0;        // 0: all cores
   int numBlocks = 0;         // cache blocks; 0: derive from cacheBytes
-  int64_t cacheBytes = 256ll << 20;
+  int64_t cacheBytes = 256ll << 20;   // CPU cache size
+  double gpuMemoryUtilization = 0.9;  // CUDA: fraction of the GPU for weights, workspace and cache
   int blockSize = 64;
   bool enablePrefixCaching = true;
   bool poisonCache = false;  // tests: fill unused cache with NaN
@@ -41,7 +42,7 @@ class Engine {
   static std::unique_ptr<Engine> create(const EngineOptions& options);
 
   const ModelConfig& config() const { return config_; }
-  const BlockManager& blocks() const { return blocks_; }
+  const BlockManager& blocks() const { return *blocks_; }
   Backend& backend() { return *backend_; }
   int64_t bytesPerBlock() const;
 
@@ -70,7 +71,8 @@ class Engine {
     std::unique_ptr<PenaltyState> penalties;  // only with penalties
     uint64_t numOutputTokens = 0;
   };
-  Engine(const EngineOptions& options, ModelConfig config);
+  Engine(const EngineOptions& options, ModelConfig config) : options_(options), config_(std::move(config)) {}
+  int numBlocksFor() const;
   enum class LogitRows { kSampled, kAll, kNone };  // which tokens' logits the step needs
   ForwardBatch buildBatch(const StepInput& input, LogitRows rows);
   void markComputed(const StepInput& input);
@@ -79,7 +81,7 @@ class Engine {
   ModelConfig config_;
   std::unique_ptr<LoadedWeights> weights_;
   std::unique_ptr<Backend> backend_;
-  BlockManager blocks_;
+  std::unique_ptr<BlockManager> blocks_;
   std::unordered_map<int64_t, Sequence> seqs_;
 };
 

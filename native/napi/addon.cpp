@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "napi/engine_wrap.h"
+#include "engine/backends.h"
 #include "mla/kernel_shapes.h"
 #include "napi/linalg_wrap.h"
 
@@ -9,12 +10,8 @@ namespace {
 
 Napi::Object buildInfo(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
-#ifdef MLA_WITH_CUDA
-  o.Set("cuda", true);
-#else
-  o.Set("cuda", false);
-#endif
-  o.Set("devices", Napi::String::New(env, "cpu"));
+  o.Set("cuda", mla::cudaBackendBuilt());
+  o.Set("devices", Napi::String::New(env, mla::cudaBackendBuilt() ? "cpu,cuda" : "cpu"));
   return o;
 }
 

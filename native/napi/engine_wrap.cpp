@@ -271,6 +271,8 @@ Napi::Value loadEngine(const Napi::CallbackInfo& info) {
   opts.numThreads = static_cast<int>(intField(o, "numThreads", 0));
   opts.numBlocks = static_cast<int>(intField(o, "numBlocks", 0));
   opts.cacheBytes = intField(o, "cacheBytes", opts.cacheBytes);
+  opts.gpuMemoryUtilization = numberField(o, "gpuMemoryUtilization", opts.gpuMemoryUtilization);
+  if (!(opts.gpuMemoryUtilization > 0 && opts.gpuMemoryUtilization <= 1)) throwType(info.Env(), "options.gpuMemoryUtilization must be in (0, 1]");
   opts.enablePrefixCaching = boolField(o, "enablePrefixCaching", true);
   opts.poisonCache = boolField(o, "poisonCache", false);
   const std::string path = stringField(o, "mlaPath", "auto");

@@ -5,7 +5,8 @@ import { UsageError } from "./args.js";
 
 export function engineFlags(): Record<string, FlagSpec> {
   return {
-    device: { type: "string", default: "cpu", help: "cpu or cuda" },
+    device: { type: "string", default: "cpu", help: "cpu, cuda or cuda:N" },
+    "gpu-memory-utilization": { type: "float", default: 0.9, help: "fraction of the GPU for weights, workspace and cache (--device cuda)" },
     threads: { type: "int", help: "CPU threads (default: all cores)" },
     "kv-cache-memory": { type: "string", default: "512MiB", help: "CPU cache size (bytes, or with KiB/MiB/GiB)" },
   };
@@ -22,9 +23,12 @@ export function parseBytes(text: string, flag: string): number {
 
 export function loadOptionsFrom(v: FlagValues): LoadModelOptions {
   const device = v.device as string;
-  if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got "${device}"`);
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new UsageError(`--device must be cpu, cuda or cuda:N, got "${device}"`);
+  const util = v["gpu-memory-utilization"] as number;
+  if (!(util > 0 && util <= 1)) throw new UsageError(`--gpu-memory-utilization must be in (0, 1], got ${util}`);
   return {
     device,
+    gpuMemoryUtilization: util,
     numThreads: v.threads as number | undefined,
     cacheBytes: parseBytes(v["kv-cache-memory"] as string, "kv-cache-memory"),
   };

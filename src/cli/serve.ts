@@ -17,7 +17,6 @@ const FLAGS: Record<string, FlagSpec> = {
   "max-model-len": { type: "int", help: "context length (default: the model's max_position_embeddings)" },
   "max-num-seqs": { type: "int", default: 256, help: "sequences in the running batch at most" },
   "max-num-batched-tokens": { type: "int", default: 2048, help: "tokens per step at most (long prompts are prefilled in chunks)" },
-  "gpu-memory-utilization": { type: "float", default: 0.9, help: "fraction of GPU memory for weights and cache (--device cuda)" },
   "chat-template": { type: "string", help: "a Jinja chat template file that replaces the model's" },
   "enable-prefix-caching": { type: "boolean", default: true, help: "share cache blocks of identical prompt prefixes" },
   "max-queue-len": { type: "int", default: 1000, help: "requests waiting for admission before new ones get 429" },

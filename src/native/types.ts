@@ -85,7 +85,10 @@ export interface LoadOptions {
   device?: string;
   numThreads?: number;
   numBlocks?: number;
+  /** CPU cache size in bytes. */
   cacheBytes?: number;
+  /** CUDA: fraction of the GPU the instance may use (weights, workspace, cache). */
+  gpuMemoryUtilization?: number;
   enablePrefixCaching?: boolean;
   poisonCache?: boolean;
   mlaPath?: "auto" | "absorbed" | "expanded";

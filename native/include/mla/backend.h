@@ -32,6 +32,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Bytes of one cached value (fp32 on the CPU, bf16 on the GPU).
+  virtual int cacheBytesPerValue() const = 0;
+  // Device memory left for the cache when the whole instance may use `utilization` of the device
+  // (weights and workspace already counted); -1 where the backend does not size by memory.
+  virtual int64_t cacheMemoryBudget(double utilization) const { return -1; }
 
   // Allocates the paged KV pool: [numLayers][numBlocks][blockSize][cacheEntrySize].
   virtual void allocateCache(int numBlocks, int blockSize, bool poison) = 0;

@@ -1,0 +1,73 @@
+// The CUDA backend: the whole model on one GPU. Weights in bf16; dense products through Gemm
+// (cuBLAS); everything else our kernels (native/cuda/kernels). The paged cache holds bf16.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "cuda/backend/device_array.h"
+#include "cuda/backend/gemm.h"
+#include "mla/backend.h"
+#include "model/weights.h"
+
+namespace mla::cuda {
+
+struct DeviceLayer {
+  DeviceArray<bf16> inputNorm, postNorm;  // [hidden]
+  DeviceArray<bf16> qkv;                  // GQA: [(H + 2 Hkv) D, hidden]
+  DeviceArray<float> qkvBias;             // GQA: [(H + 2 Hkv) D] (empty: none)
+  DeviceArray<bf16> q, qA, qANorm, qB;    // MLA query: q [H (N+R), hidden] or qA [qr, hidden] + norm + qB [H (N+R), qr]
+  DeviceArray<float> qBias, qABias;       // on q / qB, on qA
+  DeviceArray<bf16> kvA, kvANorm, kvB;    // MLA: [L+R, hidden], [L], [H (N+V), L]
+  DeviceArray<float> kvABias;
+  DeviceArray<bf16> o;                    // [hidden, H Vd]
+  DeviceArray<float> oBias;
+  DeviceArray<bf16> gateUp, down;         // [2 F, hidden], [hidden, F]
+  bool hasQkvBias = false, hasQBias = false, hasQABias = false, hasKvABias = false, hasOBias = false;
+};
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend(const ModelConfig& config, const Weights& weights, int device);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  int cacheBytesPerValue() const override { return 2; }
+  int64_t cacheMemoryBudget(double utilization) const override;
+  void allocateCache(int numBlocks, int blockSize, bool poison) override;
+  void copyBlock(int src, int dst) override;
+  void poisonBlock(int block) override;
+  void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
+  void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
+  void scoreTargets(const int32_t* targets, float* out) override;
+  std::vector<float> logits() override;
+
+ private:
+  struct Workspace;
+  void uploadWeights(const Weights& w);
+  void attentionGqa(int layer, int T);
+  void attentionMla(int layer, int T);
+  void observe(ActivationObserver* observer, int layer, const char* point, const void* device, bool isBf16, int rows, int cols);
+  bf16* cacheLayer(int layer) const;
+  // Logits of logit rows [first, first + count) into ws.logits.
+  void computeLogits(int first, int count);
+
+  const ModelConfig& config_;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Gemm> gemm_;
+  int numSms_ = 0;
+
+  DeviceArray<bf16> embed_, lmHead_, finalNorm_;
+  bool tiedHead_ = false;
+  std::vector<DeviceLayer> layers_;
+  DeviceArray<double> inverseFrequencies_;
+
+  DeviceArray<bf16> cache_;  // [layers][blocks][blockSize][entry]
+  size_t layerStride_ = 0;
+  int numBlocks_ = 0, blockSize_ = 64;
+
+  std::unique_ptr<Workspace> ws_;
+  int numLogitRows_ = 0;
+};
+
+}  // namespace mla::cuda

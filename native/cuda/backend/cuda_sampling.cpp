@@ -1,0 +1,134 @@
+// Sampling, scoring and logits of the CUDA backend: logits in chunks of rows, then the kernels.
+#include <algorithm>
+
+#include "cuda/backend/cuda_backend.h"
+#include "cuda/backend/workspace.h"
+#include "cuda/kernels/sampling.cuh"
+
+namespace mla::cuda {
+
+namespace {
+constexpr int kChunk = 64;  // logit rows at a time: bounds memory to 64 x vocab floats
+}
+
+struct SamplingHost {
+  std::vector<float> temperature, topP, minP, repetition, presence, frequency;
+  std::vector<int32_t> topK, offsets{0}, tokens, counts;
+  std::vector<uint64_t> seeds, counters;
+
+  void add(const SampleRequest& r) {
+    const SamplingParams& p = *r.params;
+    temperature.push_back(p.temperature);
+    topP.push_back(p.topP);
+    minP.push_back(p.minP);
+    topK.push_back(p.topK);
+    repetition.push_back(p.repetitionPenalty);
+    presence.push_back(p.presencePenalty);
+    frequency.push_back(p.frequencyPenalty);
+    seeds.push_back(p.seed);
+    counters.push_back(r.counter);
+    if (r.penalties && p.hasPenalties()) {
+      // Unique tokens: every generated one with its count, and prompt tokens never generated (count 0).
+      for (const auto& [t, n] : r.penalties->outputCounts) {
+        tokens.push_back(t);
+        counts.push_back(n);
+      }
+      if (p.repetitionPenalty != 1.0f) {
+        for (int32_t t : r.penalties->promptTokens) {
+          if (r.penalties->outputCounts.count(t)) continue;
+          tokens.push_back(t);
+          counts.push_back(0);
+        }
+      }
+    }
+    offsets.push_back(static_cast<int32_t>(tokens.size()));
+  }
+};
+
+void CudaBackend::sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) {
+  check(static_cast<int>(requests.size()) == numLogitRows_, "sample: one request per logit row is required");
+  results.resize(requests.size());
+  Workspace& w = *ws_;
+  const int V = config_.vocabSize;
+  for (int first = 0; first < numLogitRows_; first += kChunk) {
+    const int count = std::min(kChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    SamplingHost host;
+    for (int r = 0; r < count; ++r) host.add(requests[static_cast<size_t>(first + r)]);
+    SamplingKernelParams p;
+    p.logits = w.logits.get();
+    p.rows = count;
+    p.vocab = V;
+    w.temperature.upload(host.temperature, stream_);
+    w.topP.upload(host.topP, stream_);
+    w.minP.upload(host.minP, stream_);
+    w.topK.upload(host.topK, stream_);
+    w.repetition.upload(host.repetition, stream_);
+    w.presence.upload(host.presence, stream_);
+    w.frequency.upload(host.frequency, stream_);
+    w.seeds.upload(host.seeds, stream_);
+    w.counters.upload(host.counters, stream_);
+    w.penaltyOffsets.upload(host.offsets, stream_);
+    w.penaltyTokens.upload(host.tokens.empty() ? std::vector<int32_t>{0} : host.tokens, stream_);
+    w.penaltyCounts.upload(host.counts.empty() ? std::vector<int32_t>{0} : host.counts, stream_);
+    p.temperature = w.temperature.get();
+    p.topP = w.topP.get();
+    p.minP = w.minP.get();
+    p.topK = w.topK.get();
+    p.repetitionPenalty = w.repetition.get();
+    p.presencePenalty = w.presence.get();
+    p.frequencyPenalty = w.frequency.get();
+    p.seed = w.seeds.get();
+    p.counter = w.counters.get();
+    p.penaltyOffsets = w.penaltyOffsets.get();
+    p.penaltyTokens = w.penaltyTokens.get();
+    p.penaltyCounts = w.penaltyCounts.get();
+    p.numTopLogprobs = numTopLogprobs;
+    p.scratch = w.scratch.reserve(static_cast<size_t>(count) * V);
+    p.tokens = w.outTokens.reserve(static_cast<size_t>(count));
+    p.logprobs = w.logprobs.reserve(static_cast<size_t>(count));
+    p.topTokens = w.topTokens.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
+    p.topLogprobs = w.topLogprobs.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
+    sampleTokens(p, stream_);
+    std::vector<int32_t> tokens(static_cast<size_t>(count)), topTokens(static_cast<size_t>(count) * numTopLogprobs);
+    std::vector<float> logprobs(static_cast<size_t>(count)), topLogprobs(static_cast<size_t>(count) * numTopLogprobs);
+    w.outTokens.download(tokens.data(), tokens.size(), stream_);
+    w.logprobs.download(logprobs.data(), logprobs.size(), stream_);
+    w.topTokens.download(topTokens.data(), topTokens.size(), stream_);
+    w.topLogprobs.download(topLogprobs.data(), topLogprobs.size(), stream_);
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    for (int r = 0; r < count; ++r) {
+      SampleResult& out = results[static_cast<size_t>(first + r)];
+      out.token = tokens[static_cast<size_t>(r)];
+      out.logprob = logprobs[static_cast<size_t>(r)];
+      out.topTokens.assign(topTokens.begin() + r * numTopLogprobs, topTokens.begin() + (r + 1) * numTopLogprobs);
+      out.topLogprobs.assign(topLogprobs.begin() + r * numTopLogprobs, topLogprobs.begin() + (r + 1) * numTopLogprobs);
+    }
+  }
+}
+
+void CudaBackend::scoreTargets(const int32_t* targets, float* out) {
+  Workspace& w = *ws_;
+  for (int first = 0; first < numLogitRows_; first += kChunk) {
+    const int count = std::min(kChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    w.targets.upload(targets + first, static_cast<size_t>(count), stream_);
+    targetLogprobs(w.logits.get(), w.targets.get(), count, config_.vocabSize, w.targetOut.reserve(static_cast<size_t>(count)), stream_);
+    w.targetOut.download(out + first, static_cast<size_t>(count), stream_);
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+}
+
+std::vector<float> CudaBackend::logits() {
+  const size_t V = static_cast<size_t>(config_.vocabSize);
+  std::vector<float> all(static_cast<size_t>(numLogitRows_) * V);
+  for (int first = 0; first < numLogitRows_; first += kChunk) {
+    const int count = std::min(kChunk, numLogitRows_ - first);
+    computeLogits(first, count);
+    ws_->logits.download(all.data() + static_cast<size_t>(first) * V, static_cast<size_t>(count) * V, stream_);
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  return all;
+}
+
+}  // namespace mla::cuda

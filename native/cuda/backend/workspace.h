@@ -1,0 +1,22 @@
+// The CUDA backend's per-step buffers (device), grown on demand. Private to cuda/backend/.
+#pragma once
+#include "cuda/backend/cuda_backend.h"
+
+namespace mla::cuda {
+
+struct CudaBackend::Workspace {
+  // The step's layout.
+  DeviceArray<int32_t> tokens, positions, rowSeq, rowLength, blockTables, logitRows;
+  DeviceArray<int64_t> slots;
+  int maxBlocksPerSeq = 1;
+  int maxRowLength = 0;
+  // Activations.
+  DeviceArray<float> x, delta, proj, kva, qa, gateUp, partialOut, partialLse, logits;
+  DeviceArray<bf16> h, attn, q, qNope, qRope, qLatent, outLatent, ffn, qaNormed, finalHidden;
+  // Sampling and scoring.
+  DeviceArray<float> temperature, topP, minP, repetition, presence, frequency, scratch, logprobs, topLogprobs, targetOut;
+  DeviceArray<int32_t> topK, penaltyOffsets, penaltyTokens, penaltyCounts, outTokens, topTokens, targets;
+  DeviceArray<uint64_t> seeds, counters;
+};
+
+}  // namespace mla::cuda

@@ -1,0 +1,43 @@
+// Sampling on the GPU, one block per row: penalties, temperature, top-k, top-p, min-p, a seeded
+// Philox draw (or greedy), the sampled token's raw log-prob and the top raw log-probs.
+#pragma once
+#include <cstdint>
+
+#include "cuda/common.h"
+
+namespace mla::cuda {
+
+struct SamplingKernelParams {
+  const float* logits = nullptr;  // [rows, vocab]
+  int rows = 0, vocab = 0;
+  // Per row [rows]:
+  const float* temperature = nullptr;  // <= 1e-5: greedy
+  const float* topP = nullptr;
+  const int32_t* topK = nullptr;       // 0: all
+  const float* minP = nullptr;
+  const float* repetitionPenalty = nullptr;
+  const float* presencePenalty = nullptr;
+  const float* frequencyPenalty = nullptr;
+  const uint64_t* seed = nullptr;
+  const uint64_t* counter = nullptr;   // the token's index in its sequence's output (RNG stream position)
+  // Penalty lists, unique tokens per row: the prompt's tokens and the generated ones.
+  const int32_t* penaltyOffsets = nullptr;  // [rows + 1]
+  const int32_t* penaltyTokens = nullptr;   // [nnz]
+  const int32_t* penaltyCounts = nullptr;   // [nnz] times generated (0: prompt only)
+  int numTopLogprobs = 0;                   // <= 20
+  float* scratch = nullptr;                 // [rows, vocab]
+  int32_t* tokens = nullptr;                // [rows] out
+  float* logprobs = nullptr;                // [rows] out
+  int32_t* topTokens = nullptr;             // [rows, numTopLogprobs] out
+  float* topLogprobs = nullptr;             // [rows, numTopLogprobs] out
+};
+
+void sampleTokens(const SamplingKernelParams& p, cudaStream_t stream);
+
+// out[r] = log softmax(logits[r])[targets[r]]
+void targetLogprobs(const float* logits, const int32_t* targets, int rows, int vocab, float* out, cudaStream_t stream);
+
+// The uniform double in [0, 1) of Philox4x32-10 keyed by seed at position counter (also for tests).
+__host__ __device__ double philoxUniform(uint64_t seed, uint64_t counter);
+
+}  // namespace mla::cuda
