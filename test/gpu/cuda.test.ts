@@ -1,0 +1,51 @@
+// The CUDA backend through the addon: every fixture against its reference, and against the CPU.
+// Skips (with the reason) where the addon has no CUDA backend or no GPU is visible.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { native } from "../../src/native/binding.js";
+import type { NativeEngine } from "../../src/native/types.js";
+import { REFERENCE_MODELS, greedy, greedyAgrees, load, normErr, readReference } from "../helpers.js";
+
+async function gpuOrReason(): Promise<NativeEngine | string> {
+  if (!native().buildInfo.cuda) return "the addon was built without the CUDA backend (no cuBLAS at build time)";
+  try {
+    return await load(REFERENCE_MODELS["random-mla"]!, { device: "cuda" });
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const probe = await gpuOrReason();
+const skip = typeof probe === "string" ? probe : false;
+if (typeof probe !== "string") probe.dispose();
+
+describe("CUDA backend", { skip }, () => {
+  for (const [name, dir] of Object.entries(REFERENCE_MODELS)) {
+    it(`${name}: greedy tokens and logits match the reference and the CPU backend`, async () => {
+      const gpu = await load(dir, { device: "cuda" });
+      const cpu = await load(dir);
+      let id = 0;
+      for (const c of readReference(dir)) {
+        const g = await greedy(gpu, ++id, c.prompt_ids, 24);
+        const h = await greedy(cpu, ++id, c.prompt_ids, 24);
+        assert.ok(normErr(g.firstLogits, h.firstLogits) < 2e-2, `logits vs CPU: ${normErr(g.firstLogits, h.firstLogits)}`);
+        // bf16 weights and activations: compare greedy tokens up to the first near tie (margin 5e-2).
+        const loose = { ...c, greedy_top2_margins: c.greedy_top2_margins.map((m) => (m < 5e-2 ? 0 : m)) };
+        assert.ok(greedyAgrees(g.ids, loose).ok, `${g.ids} vs ${c.greedy_ids}`);
+        gpu.freeSequence(id - 1);
+        cpu.freeSequence(id);
+      }
+      gpu.checkIntegrity();
+      gpu.dispose();
+      cpu.dispose();
+    });
+  }
+});
+
+describe("without a CUDA backend", { skip: native().buildInfo.cuda ? "this addon has the CUDA backend" : false }, () => {
+  it("--device cuda names the problem", async () => {
+    await assert.rejects(load(REFERENCE_MODELS["random-mla"]!, { device: "cuda" }), /this build has no CUDA backend/);
+    await assert.rejects(load(REFERENCE_MODELS["random-mla"]!, { device: "tpu" }), /unsupported device "tpu"/);
+  });
+});
