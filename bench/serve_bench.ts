@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 
 import { startServer } from "../test/e2e/server_process.js";
+import { sseEvents } from "../test/e2e/sse_client.js";
 
 interface Sample { ttft: number; itls: number[]; tokens: number; e2e: number }
 
@@ -15,30 +16,19 @@ async function request(baseURL: string, i: number, words: number, maxTokens: num
     body: JSON.stringify({ prompt, max_tokens: maxTokens, ignore_eos: true, stream: true, temperature: 0.8, seed: i, stream_options: { include_usage: true } }),
   });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
   let last = t0;
   let ttft = 0;
   const itls: number[] = [];
   let tokens = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let at;
-    while ((at = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, at);
-      buffer = buffer.slice(at + 2);
-      if (event === "data: [DONE]") continue;
-      const chunk = JSON.parse(event.slice(6));
-      if (chunk.usage) tokens = chunk.usage.completion_tokens;
-      if (!chunk.choices?.length) continue;
-      const now = performance.now();
-      if (!ttft) ttft = now - t0;
-      else itls.push(now - last);
-      last = now;
-    }
+  for await (const event of sseEvents(res)) {
+    if (event === "[DONE]") continue;
+    const chunk = event as { usage?: { completion_tokens: number }; choices?: unknown[] };
+    if (chunk.usage) tokens = chunk.usage.completion_tokens;
+    if (!chunk.choices?.length) continue;
+    const now = performance.now();
+    if (!ttft) ttft = now - t0;
+    else itls.push(now - last);
+    last = now;
   }
   return { ttft, itls, tokens, e2e: performance.now() - t0 };
 }

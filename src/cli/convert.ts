@@ -51,6 +51,7 @@ export function printReport(rep: ConversionReport, write: (s: string) => void): 
     write(`perplexity on ${rep.perplexity.evalFile} (${rep.perplexity.windows} windows of ${rep.perplexity.seq}): ` +
       `original ${f(rep.perplexity.original)}, partial RoPE ${f(rep.perplexity.partialRope)}, final ${f(rep.perplexity.final)}\n`);
   }
+  for (const w of rep.warnings) write(`warning: ${w}\n`);
   write(`time: ${Object.entries(rep.seconds).map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(", ")}\n`);
 }
 

@@ -24,6 +24,8 @@ export interface ConversionReport {
   /** --cache-budget: every split tried, scored on held-out calibration windows. */
   budgetSearch: { budget: number; kernelShapesOnly: boolean; rows: BudgetRow[] } | null;
   layers: LayerStats[];
+  /** What the output does not carry over from the source, and what loads it. */
+  warnings: string[];
   calibration: { file: string; samples: number; heldOut: number; seq: number; sequential: boolean; seed: number };
   seconds: Record<string, number>;
 }
@@ -47,6 +49,19 @@ function provenance(o: ConvertOptions, freqfold: number | null): object {
   };
 }
 
+function sourceWarnings(c: Conversion): string[] {
+  const out: string[] = [];
+  const cfg = c.ckpt.config;
+  const window = cfg.sliding_window;
+  if (!c.o.exact && typeof window === "number" && window > 0 && window < Number(cfg.max_position_embeddings ?? Infinity)) {
+    out.push(`the source attends within a sliding window of ${window} tokens; the MLA model attends to the whole context`);
+  }
+  if (!c.o.exact && c.s.hasBias) {
+    out.push("the source has q/k/v biases: the MLA model keeps a query bias (q_proj or q_b_proj), which mla-serve and TransMLA's code read but Hugging Face's DeepseekV3ForCausalLM does not");
+  }
+  return out;
+}
+
 async function run(c: Conversion): Promise<ConversionReport> {
   const { o, s, p } = c;
   const original = await c.timed("perplexity", () => c.perplexity("original", o.model, p.evalWindows));
@@ -58,6 +73,7 @@ async function run(c: Conversion): Promise<ConversionReport> {
     freqfoldSearch: [],
     budgetSearch: null,
     layers: [],
+    warnings: sourceWarnings(c),
     calibration: { file: o.calib, samples: p.calibWindows.length, heldOut: p.searchWindows.length, seq: o.calibSeq, sequential: o.sequential, seed: o.seed },
     seconds: c.seconds,
   };

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { startServer, waitIdle, type ServerProcess } from "./server_process.js";
+import { sseEvents } from "./sse_client.js";
 
 let server: ServerProcess;
 before(async () => {
@@ -32,24 +33,12 @@ async function one(i: number): Promise<Outcome> {
     method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: controller.signal,
   });
   if (res.status !== 200) return { status: res.status, cancelled: false, finished: false, tokens: 0 };
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
   let chunks = 0;
   let finished = false;
   try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let at;
-      while ((at = buffer.indexOf("\n\n")) >= 0) {
-        const event = buffer.slice(0, at);
-        buffer = buffer.slice(at + 2);
-        if (event === "data: [DONE]") finished = true;
-        else if (JSON.parse(event.slice(6)).choices?.[0]?.finish_reason) chunks++;
-        else chunks++;
-      }
+    for await (const event of sseEvents(res)) {
+      if (event === "[DONE]") finished = true;
+      else chunks++;
       if (cancel && chunks >= 2) {
         controller.abort();
         return { status: 200, cancelled: true, finished: false, tokens: chunks };

@@ -6,7 +6,6 @@
 
 #include "core/dtype.h"
 #include "cuda/kernels/elementwise.cuh"
-#include "cuda/kernels/gather.cuh"
 #include "cuda/kernels/gqa_attention.cuh"
 #include "cuda/kernels/mla_decode.cuh"
 #include "cuda/kernels/rmsnorm.cuh"

@@ -30,10 +30,18 @@ __global__ void toBf16Kernel(const float* in, size_t count, bf16* out) {
   }
 }
 
-__global__ void gatherRowsKernel(const float* in, const int32_t* rows, int cols, float* out) {
-  const float* src = in + static_cast<size_t>(rows[blockIdx.x]) * cols;
-  float* dst = out + static_cast<size_t>(blockIdx.x) * cols;
+template <typename T>
+__global__ void gatherRowsKernel(const T* in, const int32_t* rows, int cols, T* out) {
+  const T* src = in + static_cast<size_t>(rows[blockIdx.x]) * cols;
+  T* dst = out + static_cast<size_t>(blockIdx.x) * cols;
   for (int j = threadIdx.x; j < cols; j += blockDim.x) dst[j] = src[j];
+}
+
+template <typename T>
+void gather(const T* in, const int32_t* rows, int count, int cols, T* out, cudaStream_t stream) {
+  if (count == 0) return;
+  gatherRowsKernel<<<count, 256, 0, stream>>>(in, rows, cols, out);
+  MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
@@ -64,9 +72,11 @@ void toBf16(const float* in, size_t count, bf16* out, cudaStream_t stream) {
 }
 
 void gatherRows(const float* in, const int32_t* rows, int count, int cols, float* out, cudaStream_t stream) {
-  if (count == 0) return;
-  gatherRowsKernel<<<count, 256, 0, stream>>>(in, rows, cols, out);
-  MLA_CUDA_CHECK(cudaGetLastError());
+  gather(in, rows, count, cols, out, stream);
+}
+
+void gatherRowsBf16(const bf16* in, const int32_t* rows, int count, int cols, bf16* out, cudaStream_t stream) {
+  gather(in, rows, count, cols, out, stream);
 }
 
 }  // namespace mla::cuda

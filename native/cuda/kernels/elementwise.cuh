@@ -18,7 +18,8 @@ void addBias(float* x, const float* bias, int n, int cols, cudaStream_t stream);
 // out = bf16(in), count values
 void toBf16(const float* in, size_t count, bf16* out, cudaStream_t stream);
 
-// out[r, :] = in[rows[r], :]   in [*, cols] fp32, out [count, cols]
+// out[r, :] = in[rows[r], :]   in [*, cols], out [count, cols]
 void gatherRows(const float* in, const int32_t* rows, int count, int cols, float* out, cudaStream_t stream);
+void gatherRowsBf16(const bf16* in, const int32_t* rows, int count, int cols, bf16* out, cudaStream_t stream);
 
 }  // namespace mla::cuda
