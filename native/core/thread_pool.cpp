@@ -40,6 +40,7 @@ void ThreadPool::parallelFor(int64_t n, const std::function<void(int64_t, int64_
     fn(0, n);
     return;
   }
+  parked_.store(false, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     task_ = &fn;
@@ -61,7 +62,7 @@ void ThreadPool::workerLoop(int index) {
     int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen) {
       MLA_PAUSE();
-      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - start > kSpinTime) {
+      if (++spins % 1024 == 0 && (parked_.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() - start > kSpinTime)) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load() != seen; });
         break;

@@ -25,6 +25,10 @@ class ThreadPool {
   // taking the first. Runs inline when n < minPerThread * 2. Not reentrant.
   void parallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t minPerThread = 1);
 
+  // Tells spinning workers to sleep now: nothing follows soon (the end of a forward pass), and the
+  // cores are better left to other threads (the event loop, the HTTP server).
+  void park() { parked_.store(true, std::memory_order_relaxed); }
+
  private:
   void workerLoop(int index);
 
@@ -35,6 +39,7 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> parked_{false};
   std::mutex mutex_;
   std::condition_variable wake_;
 };

@@ -23,6 +23,7 @@ class CpuBackend : public Backend {
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
   void scoreTargets(const int32_t* targets, float* out) override;
   std::vector<float> logits() override;
+  void endOfStep() override { pool_.park(); }
 
  private:
   // Attention sublayer: h [T, hidden] (normed) -> out [T, heads * v_head]; writes the new cache entries.

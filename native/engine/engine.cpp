@@ -192,6 +192,7 @@ std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* 
     ++sampled[r]->numOutputTokens;
     if (sampled[r]->penalties) ++sampled[r]->penalties->outputCounts[results[r].token];
   }
+  backend_->endOfStep();
   return results;
 }
 
@@ -206,6 +207,7 @@ std::vector<float> Engine::score(const StepInput& in, const int32_t* targets) {
   markComputed(in);
   std::vector<float> out(static_cast<size_t>(batch.numTokens));
   backend_->scoreTargets(targets, out.data());
+  backend_->endOfStep();
   return out;
 }
 

@@ -55,6 +55,8 @@ class Backend {
   virtual void scoreTargets(const int32_t* targets, float* out) = 0;
   // Logits of the logit rows of the last forward: [rows, vocab] (tests and tools).
   virtual std::vector<float> logits() = 0;
+  // The step is over (its results are out): release resources held between its parts.
+  virtual void endOfStep() {}
 };
 
 }  // namespace mla
