@@ -50,7 +50,7 @@ export class Conversion {
   constructor(readonly o: ConvertOptions, readonly r: Reporter) {
     this.ckpt = new Checkpoint(o.model);
     this.s = sourceShape(this.ckpt);
-    const needsText = !o.exact || o.eval !== null;
+    const needsText = !o.tokenWindows && (!o.exact || o.eval !== null);
     if (needsText && !existsSync(path.join(o.model, "tokenizer.json"))) {
       throw new Error(`${o.model} has no tokenizer.json: calibration and evaluation text need one`);
     }

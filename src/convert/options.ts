@@ -37,6 +37,8 @@ export interface ConvertOptions {
   dtype: "auto" | "float32" | "bfloat16" | "float16";
   seed: number;
   threads?: number;
+  /** Library use: token windows given directly (models without a tokenizer); replace calib / eval text. */
+  tokenWindows?: { calib: number[][]; search?: number[][]; eval?: number[][] };
 }
 
 export const DTYPES: Record<Exclude<ConvertOptions["dtype"], "auto">, DType> = { float32: "F32", bfloat16: "BF16", float16: "F16" };
@@ -88,6 +90,13 @@ export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokeni
   if (o.kernelShapes && o.cacheBudget === null) throw new Error("--kernel-shapes restricts --cache-budget: give a budget too");
   if (o.calibSamples < 1 || o.calibSeq < 2) throw new Error("--calib-samples must be >= 1 and --calib-seq >= 2");
   const needSearch = !o.exact && (o.freqfold === "auto" || o.cacheBudget !== null) ? o.searchSamples : 0;
+  if (o.tokenWindows) {
+    return {
+      calibWindows: o.tokenWindows.calib, searchWindows: o.tokenWindows.search ?? [], evalWindows: o.tokenWindows.eval ?? null,
+      dtype: o.dtype === "auto" ? ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype : DTYPES[o.dtype],
+      kernelShapes: o.kernelShapes ? native().mlaKernelShapes : null,
+    };
+  }
   if (needSearch && o.searchSamples < 1) throw new Error("--search-samples must be >= 1 for a search");
   const wanted = o.exact ? 0 : o.calibSamples + needSearch;
   const all = wanted ? sampleWindows(readText(o.calib, "calibration"), (t) => tokenizer!.encode(t), wanted, o.calibSeq, o.seed) : [];
