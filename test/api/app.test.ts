@@ -1,5 +1,8 @@
 // The app in-process (app.inject) on the bundled model: routes, validation, errors, auth, limits.
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import type { FastifyInstance } from "fastify";
@@ -163,6 +166,20 @@ describe("bad input gets a 4xx in OpenAI's shape", () => {
     await ctx.engine.whenIdle();
     model.engine.checkIntegrity();
     assert.equal(model.engine.cacheInfo().numFreeBlocks, 256);
+  });
+});
+
+describe("--chat-template", () => {
+  it("replaces the model's template", async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), "mla-tpl-")), "t.jinja");
+    writeFileSync(file, "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>");
+    const custom = await loadModel(BUNDLED_GQA, { numBlocks: 16, chatTemplateFile: file });
+    const app2 = await buildApp({ ctx: createServingContext(custom), logger: pino({ level: "silent" }) });
+    const r = await app2.inject({ method: "POST", url: "/tokenize", payload: { messages: [{ role: "user", content: "Hi" }] } });
+    assert.deepEqual(r.json().tokens, custom.tokenizer!.encode("<user>Hi<assistant>", false));
+    assert.equal(custom.usesDefaultChatTemplate, false);
+    await app2.close();
+    custom.engine.dispose();
   });
 });
 

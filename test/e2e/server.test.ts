@@ -90,6 +90,12 @@ describe("openai client", () => {
     await Promise.all(noise);
   });
 
+  it("logs the default chat template and the cache capacity at start", () => {
+    const log = server.logs.join("");
+    assert.match(log, /no chat_template: chat requests use mla-serve's default template/);
+    assert.match(log, /"msg":"KV cache: \d+ tokens in \d+ blocks of 64"/);
+  });
+
   it("errors come back as OpenAI errors", async () => {
     await assert.rejects(client.completions.create({ model: "nope", prompt: "x" }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 404 && /does not exist/.test(e.message));
     await assert.rejects(client.completions.create({ model: "tiny", prompt: "x", top_p: 7 }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 400 && e.param === "top_p");
