@@ -67,11 +67,10 @@ export function stepOne(engine: NativeEngine, seqId: number, start: number, toke
   });
 }
 
-/** Greedy-decodes `count` tokens after prefilling `prompt` in chunks of `chunk` tokens. */
+/** Greedy-decodes `count` tokens after prefilling `prompt` in chunks of `chunk` tokens (the caller frees the sequence). */
 export async function greedy(engine: NativeEngine, seqId: number, prompt: number[], count: number, chunk = Infinity): Promise<{ ids: number[]; firstLogits: Float32Array }> {
   const cached = engine.addSequence(seqId, Int32Array.from(prompt), prompt.length, GREEDY);
   if (cached === null) throw new Error("no blocks");
-  // (The caller frees the sequence.)
   let pos = cached;
   let out: StepOutput | undefined;
   while (pos < prompt.length) {

@@ -32,13 +32,6 @@ export class Mat {
     for (let i = 0; i < this.rows; ++i) out.row(i).set(this.data.subarray(i * this.cols + begin, i * this.cols + end));
     return out;
   }
-  /** The rows listed, in that order. */
-  pickRows(indices: readonly number[]): Mat {
-    const out = new Mat(indices.length, this.cols);
-    indices.forEach((r, i) => out.row(i).set(this.row(r)));
-    return out;
-  }
-
   transpose(): Mat {
     const out = new Mat(this.cols, this.rows);
     for (let i = 0; i < this.rows; ++i)
@@ -76,20 +69,6 @@ export function concatRows(parts: readonly Mat[]): Mat {
     if (p.cols !== cols) throw new Error("concatRows: column counts differ");
     out.data.set(p.data, r * cols);
     r += p.rows;
-  }
-  return out;
-}
-
-/** Places matrices side by side (equal row counts). */
-export function concatCols(parts: readonly Mat[]): Mat {
-  const rows = parts[0]!.rows;
-  const out = new Mat(rows, parts.reduce((n, p) => n + p.cols, 0));
-  for (let i = 0; i < rows; ++i) {
-    let c = 0;
-    for (const p of parts) {
-      out.data.set(p.row(i), i * out.cols + c);
-      c += p.cols;
-    }
   }
   return out;
 }
