@@ -6,7 +6,11 @@ import type { ChoiceEvent, GenerationRun, Usage } from "./generation.js";
 export type FinishReason = "stop" | "length" | null;
 
 function tokenText(tokenizer: Tokenizer | null, id: number): string {
-  return tokenizer ? tokenizer.decode([id], false) : `token_id:${id}`;
+  return tokenizer ? tokenizer.tokenText(id) : `token_id:${id}`;
+}
+
+function tokenBytes(tokenizer: Tokenizer | null, id: number): number[] {
+  return [...(tokenizer ? tokenizer.tokenBytes(id) : Buffer.from(tokenText(null, id), "utf8"))];
 }
 
 /** OpenAI reports only stop and length; an aborted choice has no response to carry it. */
@@ -44,8 +48,7 @@ export interface ChatLogprob {
 
 export function chatLogprobs(tokenizer: Tokenizer | null, lps: TokenLogprob[]): ChatLogprob[] {
   const entry = (id: number, logprob: number) => {
-    const token = tokenText(tokenizer, id);
-    return { token, logprob, bytes: [...Buffer.from(token, "utf8")] };
+    return { token: tokenText(tokenizer, id), logprob, bytes: tokenBytes(tokenizer, id) };
   };
   return lps.map((lp) => ({ ...entry(lp.tokenId, lp.logprob), top_logprobs: lp.top.map((t) => entry(t.tokenId, t.logprob)) }));
 }

@@ -96,7 +96,11 @@ function completionPrompts(ctx: ServingContext, body: Body): PreparedPrompt[] {
 export function prepareCompletion(ctx: ServingContext, raw: unknown): Prepared {
   const body = asObject(raw);
   const model = resolveModel(ctx, body);
-  rejectUnsupported(body, { suffix: (v) => v === "", logit_bias: (v) => typeof v === "object" && Object.keys(v as object).length === 0 });
+  rejectUnsupported(body, {
+    suffix: (v) => v === "",
+    logit_bias: (v) => typeof v === "object" && Object.keys(v as object).length === 0,
+    response_format: (v) => typeof v === "object" && (v as Body).type === "text",
+  });
   const n = optInt(body, "n", 1, 128) ?? 1;
   const bestOf = optInt(body, "best_of", 1);
   if (bestOf !== undefined && bestOf !== n) throw badRequest("best_of other than n is not supported", "best_of", "unsupported_parameter");

@@ -4,6 +4,8 @@ import path from "node:path";
 
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 
+import { tokenBytesFn, type TokenBytesFn } from "./token_bytes.js";
+
 type Json = Record<string, unknown>;
 
 function tokenContent(value: unknown): string | undefined {
@@ -21,6 +23,7 @@ export class Tokenizer {
   readonly chatTemplate: string | undefined;
   readonly specialIds: ReadonlySet<number>;
   private readonly hf: HfTokenizer;
+  private readonly bytesOf: TokenBytesFn;
 
   private constructor(tokenizerJson: Json, config: Json) {
     this.hf = new HfTokenizer(tokenizerJson, config);
@@ -30,8 +33,13 @@ export class Tokenizer {
     this.eosTokenId = this.eosToken === undefined ? undefined : this.hf.token_to_id(this.eosToken);
     this.chatTemplate = pickTemplate(config.chat_template);
     const special = new Set<number>();
-    for (const [id, token] of this.hf.get_added_tokens_decoder()) if (token.special) special.add(id);
+    const added = new Set<number>();
+    for (const [id, token] of this.hf.get_added_tokens_decoder()) {
+      added.add(id);
+      if (token.special) special.add(id);
+    }
     this.specialIds = special;
+    this.bytesOf = tokenBytesFn(tokenizerJson, (id) => this.hf.id_to_token(id), added, (id) => this.decode([id], false));
   }
 
   /** Loads DIR/tokenizer.json and DIR/tokenizer_config.json (the latter optional). */
@@ -50,6 +58,16 @@ export class Tokenizer {
 
   decode(ids: readonly number[], skipSpecialTokens = true): string {
     return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+  }
+
+  /** The bytes token `id` adds to running text (its leading space included). */
+  tokenBytes(id: number): Uint8Array {
+    return this.bytesOf(id);
+  }
+
+  /** tokenBytes as text; a token holding part of a UTF-8 character gives U+FFFD. */
+  tokenText(id: number): string {
+    return Buffer.from(this.bytesOf(id)).toString("utf8");
   }
 
   idToToken(id: number): string | undefined {

@@ -138,6 +138,7 @@ describe("bad input gets a 4xx in OpenAI's shape", () => {
     ["prompt longer than the context", "/v1/completions", { prompt: "word ".repeat(600) }, 400, /maximum context length is 512 tokens, but the prompt has 602 tokens/, "prompt"],
     ["max_tokens past the context", "/v1/completions", { prompt: "x", max_tokens: 600 }, 400, /maximum context length is 512 tokens.*\(2 in the prompt, 600 for the completion\)/, "max_tokens"],
     ["unsupported parameter value", "/v1/chat/completions", { messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" } }, 400, /response_format is not supported/, "response_format"],
+    ["unsupported completion parameter", "/v1/completions", { prompt: "x", response_format: { type: "json_schema" } }, 400, /response_format is not supported/, "response_format"],
     ["bad role", "/v1/chat/completions", { messages: [{ role: "wizard", content: "x" }] }, 400, /role must be one of/, "messages"],
     ["empty messages", "/v1/chat/completions", { messages: [] }, 400, /messages must be a non-empty array/, "messages"],
     ["image part", "/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: {} }] }] }, 400, /only text parts/, "messages"],

@@ -75,6 +75,10 @@ describe("openai client", () => {
       assert.ok(t.logprob <= 0 && t.top_logprobs.length === 3);
       assert.ok(t.top_logprobs[0]!.logprob >= t.top_logprobs[2]!.logprob);
     }
+    // Each token's bytes, in order, are the content's bytes (a SentencePiece space included).
+    if (chat.choices[0]!.finish_reason === "length") {
+      assert.deepEqual(Buffer.from(lp.flatMap((t) => t.bytes!)), Buffer.from(chat.choices[0]!.message.content!, "utf8"));
+    }
   });
 
   it("greedy server output equals `mla-serve generate`, alone and among 16 concurrent requests", async () => {

@@ -73,6 +73,30 @@ describe("tokenizer", () => {
     const { text } = streamDecode(mistral, prompt, mistral.encode(" said", false).filter((t) => t !== 28705));
     assert.equal(text, " said");
   });
+
+  for (const [name, tok] of [["mistral", mistral], ["qwen2.5", qwen], ["bundled", Tokenizer.load(BUNDLED_GQA)]] as const) {
+    it(`${name}: token bytes concatenate to the text's bytes, leading spaces and split characters included`, () => {
+      for (const text of TEXTS) {
+        const ids = tok.encode(text, false);
+        const joined = Buffer.concat(ids.map((id) => tok.tokenBytes(id)));
+        // A SentencePiece tokenizer adds one "▁" before the text (its prepend scheme).
+        const expected = Buffer.from(text, "utf8");
+        const skip = joined.length === expected.length + 1 && joined[0] === 0x20 ? 1 : 0;
+        assert.deepEqual(joined.subarray(skip), expected, text);
+      }
+    });
+  }
+
+  it("token text keeps the leading space that decoding one token drops", () => {
+    const the = mistral.tokenToId("▁the")!;
+    assert.equal(mistral.decode([the]), "the");
+    assert.equal(mistral.tokenText(the), " the");
+    assert.deepEqual([...mistral.tokenBytes(mistral.tokenToId("<0x0A>")!)], [0x0a]);
+    assert.deepEqual([...qwen.tokenBytes(qwen.tokenToId("Ġthe")!)], [...Buffer.from(" the")]);
+    assert.equal(qwen.tokenText(qwen.tokenToId("<|im_end|>")!), "<|im_end|>");
+    const partial = qwen.encode("😀", false); // byte-level pieces of one character
+    assert.equal(Buffer.concat(partial.map((id) => qwen.tokenBytes(id))).toString("utf8"), "😀");
+  });
 });
 
 describe("chat templates", () => {
