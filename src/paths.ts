@@ -14,6 +14,11 @@ export function packageRoot(): string {
   }
 }
 
+/** The package's version, from its package.json. */
+export function packageVersion(): string {
+  return JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")).version as string;
+}
+
 /** The model served and generated from when no --model is given. */
 export function defaultModelDir(): string {
   const root = packageRoot();

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // mla-serve: serve | generate | convert | ppl | bench
+import { packageVersion } from "../paths.js";
 import { UsageError } from "./args.js";
 import { benchCommand } from "./bench.js";
 import { convertCommand } from "./convert.js";
@@ -24,13 +25,17 @@ commands:
   ppl        perplexity of a model on a text file
   bench      benchmark a model
 
-Run mla-serve <command> --help for a command's options.`;
+Run mla-serve <command> --help for a command's options; mla-serve --version prints the version.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === "--help" || command === "-h" || command === "help") {
     process.stdout.write(HELP + "\n");
     return command ? 0 : 2;
+  }
+  if (command === "--version" || command === "-V") {
+    process.stdout.write(`mla-serve ${packageVersion()}\n`);
+    return 0;
   }
   const run = COMMANDS[command];
   if (!run) throw new UsageError(`unknown command "${command}" (try: ${Object.keys(COMMANDS).join(", ")})`);

@@ -47,6 +47,12 @@ describe("routes", () => {
     const models = (await app.inject("/v1/models")).json();
     assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["tiny", "alias"]);
     assert.equal(models.data[0].max_model_len, 512);
+    assert.equal((await app.inject("/v1/models/alias")).json().id, "alias");
+    const missing = await app.inject("/v1/models/gpt-9");
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().error.code, "model_not_found");
+    assert.deepEqual((await app.inject("/ping")).json(), { status: "ok" });
+    assert.match((await app.inject("/version")).json().version, /^\d+\.\d+\.\d+/);
     await post("/v1/completions", { prompt: "Hello", max_tokens: 3 });
     const metrics = (await app.inject("/metrics")).body;
     for (const name of ["num_requests_running", "num_requests_waiting", "kv_cache_usage_perc", "prefix_cache_hits_total", "prompt_tokens_total",

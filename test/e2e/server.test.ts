@@ -28,6 +28,14 @@ function generateCli(prompt: string, maxTokens: number): string {
 }
 
 describe("openai client", () => {
+  it("models: list and retrieve", async () => {
+    const ids = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    assert.deepEqual(ids, ["tiny"]);
+    assert.equal((await client.models.retrieve("tiny")).id, "tiny");
+    await assert.rejects(client.models.retrieve("gpt-9"), (e: unknown) => e instanceof OpenAI.NotFoundError);
+  });
+
   it("completions, whole and streamed", async () => {
     const whole = await client.completions.create({ model: "tiny", prompt: "The countess", max_tokens: 12, temperature: 0 });
     assert.equal(whole.choices.length, 1);
