@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
+import { GREEDY_PARAMS } from "../src/engine/sampling.js";
 import { native } from "../src/native/binding.js";
 import type { LoadOptions, NativeEngine, NativeSamplingParams, StepOutput } from "../src/native/types.js";
 import { packageRoot } from "../src/paths.js";
@@ -30,9 +31,7 @@ export function readReference(dir: string): ReferenceCase[] {
   return (JSON.parse(readFileSync(path.join(dir, "reference.json"), "utf8")) as { cases: ReferenceCase[] }).cases;
 }
 
-export const GREEDY: NativeSamplingParams = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0,
-};
+export const GREEDY: NativeSamplingParams = GREEDY_PARAMS;
 
 export function load(dir: string, options: Partial<LoadOptions> = {}): Promise<NativeEngine> {
   return native().loadEngine({ modelDir: dir, numBlocks: 64, poisonCache: true, ...options });

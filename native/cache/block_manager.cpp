@@ -10,6 +10,18 @@ BlockManager::BlockManager(int numBlocks, int blockSize, bool enablePrefixCachin
   for (int b = 0; b < numBlocks; ++b) pushFree(b);
 }
 
+BlockManager::Sequence& BlockManager::sequence(int64_t seqId) {
+  auto it = seqs_.find(seqId);
+  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
+  return it->second;
+}
+
+const BlockManager::Sequence& BlockManager::sequence(int64_t seqId) const {
+  auto it = seqs_.find(seqId);
+  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
+  return it->second;
+}
+
 uint64_t BlockManager::hashBlock(uint64_t prev, const int32_t* tokens, int n) {
   uint64_t h = prev ^ 0x9e3779b97f4a7c15ull;
   for (int i = 0; i < n; ++i) {
@@ -116,20 +128,17 @@ std::optional<int> BlockManager::allocate(int64_t seqId, const int32_t* tokens, 
 }
 
 bool BlockManager::ensureCapacity(int64_t seqId, int numTokens) {
-  auto it = seqs_.find(seqId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
-  const int need = blocksFor(numTokens) - static_cast<int>(it->second.table.size());
+  Sequence& seq = sequence(seqId);
+  const int need = blocksFor(numTokens) - static_cast<int>(seq.table.size());
   if (need <= 0) return true;
   if (need > numFree_) return false;
-  for (int i = 0; i < need; ++i) it->second.table.push_back(takeFreeBlock());
+  for (int i = 0; i < need; ++i) seq.table.push_back(takeFreeBlock());
   return true;
 }
 
 std::optional<BlockManager::ForkResult> BlockManager::fork(int64_t srcId, int64_t dstId) {
-  auto it = seqs_.find(srcId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(srcId));
+  const Sequence& src = sequence(srcId);
   check(!seqs_.count(dstId), "sequence " + std::to_string(dstId) + " already has blocks");
-  const Sequence& src = it->second;
   const bool partial = src.numComputed % blockSize_ != 0;
   const int lastUsed = blocksFor(src.numComputed);  // blocks holding computed tokens
   if (partial && numFree_ == 0) return std::nullopt;
@@ -154,19 +163,16 @@ std::optional<BlockManager::ForkResult> BlockManager::fork(int64_t srcId, int64_
 }
 
 std::vector<int> BlockManager::free(int64_t seqId) {
-  auto it = seqs_.find(seqId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
+  const Sequence& seq = sequence(seqId);
   std::vector<int> freed;
   // Release back to front, so a later sequence's reuse of this prefix finds the first blocks longest.
-  for (auto b = it->second.table.rbegin(); b != it->second.table.rend(); ++b) release(*b, freed);
-  seqs_.erase(it);
+  for (auto b = seq.table.rbegin(); b != seq.table.rend(); ++b) release(*b, freed);
+  seqs_.erase(seqId);
   return freed;
 }
 
 void BlockManager::markComputed(int64_t seqId, const int32_t* tokens, int count) {
-  auto it = seqs_.find(seqId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
-  Sequence& seq = it->second;
+  Sequence& seq = sequence(seqId);
   check(seq.numComputed + count <= static_cast<int>(seq.table.size()) * blockSize_,
         "sequence " + std::to_string(seqId) + " computed past its blocks");
   for (int i = 0; i < count; ++i) {
@@ -186,17 +192,9 @@ void BlockManager::markComputed(int64_t seqId, const int32_t* tokens, int count)
   }
 }
 
-const std::vector<int32_t>& BlockManager::blockTable(int64_t seqId) const {
-  auto it = seqs_.find(seqId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
-  return it->second.table;
-}
+const std::vector<int32_t>& BlockManager::blockTable(int64_t seqId) const { return sequence(seqId).table; }
 
-int BlockManager::numComputedTokens(int64_t seqId) const {
-  auto it = seqs_.find(seqId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(seqId));
-  return it->second.numComputed;
-}
+int BlockManager::numComputedTokens(int64_t seqId) const { return sequence(seqId).numComputed; }
 
 void BlockManager::checkIntegrity() const {
   std::vector<int> refs(static_cast<size_t>(numBlocks_), 0);

@@ -60,6 +60,9 @@ class BlockManager {
     std::vector<int32_t> pending;  // tokens of the partly filled block, computed so far
   };
 
+  // The sequence's state; throws "unknown sequence N" for an id without blocks.
+  Sequence& sequence(int64_t seqId);
+  const Sequence& sequence(int64_t seqId) const;
   static uint64_t hashBlock(uint64_t prev, const int32_t* tokens, int n);
   std::optional<int> lookup(uint64_t hash, const int32_t* tokens) const;
   int takeFreeBlock();  // pops the least recently freed block, evicting its hash

@@ -38,6 +38,26 @@ void softmax(float* scores, int n) {
 using simd::axpy;
 using simd::dot;
 
+// First position a token at `pos` attends to (sliding-window models see only the last window).
+int firstVisible(const ModelConfig& c, int pos) { return c.slidingWindow > 0 ? std::max(0, pos - c.slidingWindow + 1) : 0; }
+
+// out[0..L) = Σ_i x[i] · W[firstRow + i, :] for i < count: a head's query folded into latent space.
+void foldRows(const Matrix& w, int firstRow, int count, const float* x, float* row, float* out, int L) {
+  std::fill(out, out + L, 0.0f);
+  for (int i = 0; i < count; ++i) {
+    loadRow(w, firstRow + i, row);
+    axpy(x[i], row, out, L);
+  }
+}
+
+// out[j] = W[firstRow + j, :] · latent for j < count: a head's latent-space output expanded.
+void expandRows(const Matrix& w, int firstRow, int count, const float* latent, float* row, float* out, int L) {
+  for (int j = 0; j < count; ++j) {
+    loadRow(w, firstRow + j, row);
+    out[j] = dot(row, latent, L);
+  }
+}
+
 }  // namespace
 
 bool absorbedIsCheaper(const ModelConfig& c, int numNewTokens, int contextLength) {
@@ -61,7 +81,7 @@ void gqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& ba
       const TokenRef& ref = refs[static_cast<size_t>(item / H)];
       const int h = static_cast<int>(item % H), g = h / group;
       const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
-      const int first = c.slidingWindow > 0 ? std::max(0, ref.pos - c.slidingWindow + 1) : 0;
+      const int first = firstVisible(c, ref.pos);
       const int n = ref.pos + 1 - first;
       const float* qh = q + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
       scores.resize(static_cast<size_t>(n));
@@ -91,12 +111,8 @@ void latentGqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBat
       const int h = static_cast<int>(item % H);
       const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
       const float* qh = q + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      std::fill(qLatent.begin(), qLatent.end(), 0.0f);
-      for (int i = 0; i < D; ++i) {  // q_latent = k_up_hᵀ q_h
-        loadRow(kUp, h * D + i, wRow.data());
-        axpy(qh[i], wRow.data(), qLatent.data(), L);
-      }
-      const int first = c.slidingWindow > 0 ? std::max(0, ref.pos - c.slidingWindow + 1) : 0;
+      foldRows(kUp, h * D, D, qh, wRow.data(), qLatent.data(), L);  // q_latent = k_up_hᵀ q_h
+      const int first = firstVisible(c, ref.pos);
       const int n = ref.pos + 1 - first;
       scores.resize(static_cast<size_t>(n));
       for (int t = 0; t < n; ++t) scores[static_cast<size_t>(t)] = dot(qLatent.data(), cache.entry(seq.blockTable, first + t), L) * c.softmaxScale;
@@ -104,10 +120,7 @@ void latentGqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBat
       std::fill(outLatent.begin(), outLatent.end(), 0.0f);
       for (int t = 0; t < n; ++t) axpy(scores[static_cast<size_t>(t)], cache.entry(seq.blockTable, first + t) + L, outLatent.data(), L);
       float* oh = out + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      for (int j = 0; j < D; ++j) {  // out_h = v_up_h · out_latent
-        loadRow(vUp, h * D + j, wRow.data());
-        oh[j] = dot(wRow.data(), outLatent.data(), L);
-      }
+      expandRows(vUp, h * D, D, outLatent.data(), wRow.data(), oh, L);  // out_h = v_up_h · out_latent
     }
   });
 }
@@ -126,11 +139,7 @@ void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardB
       const float* qNope = q + static_cast<size_t>(ref.row) * H * qHead + static_cast<size_t>(h) * qHead;
       const float* qPe = qNope + N;
       // q_latent = W_UKᵀ q_nope: W_UK is rows [h*kvHead, h*kvHead + N) of kv_b_proj.
-      std::fill(qLatent.begin(), qLatent.end(), 0.0f);
-      for (int i = 0; i < N; ++i) {
-        loadRow(kvB, h * kvHead + i, wRow.data());
-        axpy(qNope[i], wRow.data(), qLatent.data(), L);
-      }
+      foldRows(kvB, h * kvHead, N, qNope, wRow.data(), qLatent.data(), L);
       const int n = ref.pos + 1;
       scores.resize(static_cast<size_t>(n));
       for (int t = 0; t < n; ++t) {
@@ -142,10 +151,7 @@ void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardB
       for (int t = 0; t < n; ++t) axpy(scores[static_cast<size_t>(t)], cache.entry(seq.blockTable, t), outLatent.data(), L);
       // out = W_UV · out_latent: W_UV is rows [h*kvHead + N, h*kvHead + N + V).
       float* oh = out + static_cast<size_t>(ref.row) * H * V + static_cast<size_t>(h) * V;
-      for (int j = 0; j < V; ++j) {
-        loadRow(kvB, h * kvHead + N + j, wRow.data());
-        oh[j] = dot(wRow.data(), outLatent.data(), L);
-      }
+      expandRows(kvB, h * kvHead + N, V, outLatent.data(), wRow.data(), oh, L);
     }
   });
 }

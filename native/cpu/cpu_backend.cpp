@@ -170,19 +170,21 @@ void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& option
   }
 }
 
-void CpuBackend::computeLogits(int first, int count) {
-  logitsChunk_.resize(static_cast<size_t>(count) * config_.vocabSize);
-  matmul(pool_, &finalHidden_[static_cast<size_t>(first) * config_.hiddenSize], count, weights_.lmHead, nullptr,
-         logitsChunk_.data());
+void CpuBackend::forEachLogitChunk(const std::function<void(int first, int count)>& fn) {
+  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
+    const int count = std::min(kLogitChunk, numLogitRows_ - first);
+    logitsChunk_.resize(static_cast<size_t>(count) * config_.vocabSize);
+    matmul(pool_, &finalHidden_[static_cast<size_t>(first) * config_.hiddenSize], count, weights_.lmHead, nullptr,
+           logitsChunk_.data());
+    fn(first, count);
+  }
 }
 
 void CpuBackend::sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) {
   check(static_cast<int>(requests.size()) == numLogitRows_, "sample: one request per logit row is required");
   results.resize(requests.size());
   const int V = config_.vocabSize;
-  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
-    const int count = std::min(kLogitChunk, numLogitRows_ - first);
-    computeLogits(first, count);
+  forEachLogitChunk([&](int first, int count) {
     pool_.parallelFor(count, [&](int64_t begin, int64_t end) {
       SamplerScratch scratch;
       for (int64_t r = begin; r < end; ++r) {
@@ -190,29 +192,25 @@ void CpuBackend::sample(const std::vector<SampleRequest>& requests, int numTopLo
                   results[static_cast<size_t>(first + r)], scratch);
       }
     });
-  }
+  });
 }
 
 void CpuBackend::scoreTargets(const int32_t* targets, float* out) {
   const int V = config_.vocabSize;
-  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
-    const int count = std::min(kLogitChunk, numLogitRows_ - first);
-    computeLogits(first, count);
+  forEachLogitChunk([&](int first, int count) {
     pool_.parallelFor(count, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         out[first + r] = targetLogprob(&logitsChunk_[static_cast<size_t>(r) * V], V, targets[first + r]);
       }
     });
-  }
+  });
 }
 
 std::vector<float> CpuBackend::logits() {
   std::vector<float> all(static_cast<size_t>(numLogitRows_) * config_.vocabSize);
-  for (int first = 0; first < numLogitRows_; first += kLogitChunk) {
-    const int count = std::min(kLogitChunk, numLogitRows_ - first);
-    computeLogits(first, count);
+  forEachLogitChunk([&](int first, int) {
     std::copy(logitsChunk_.begin(), logitsChunk_.end(), all.begin() + static_cast<long>(first) * config_.vocabSize);
-  }
+  });
   return all;
 }
 

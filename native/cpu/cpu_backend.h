@@ -1,5 +1,6 @@
 // The CPU backend: the readable reference that every other backend is tested against.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -32,8 +33,9 @@ class CpuBackend : public Backend {
   void mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path, ActivationObserver* observer);
   void mlpLayer(int layer, int numTokens, const float* h, float* out);
   PagedLayer cacheLayer(int layer);
-  // Logits of logit rows [first, first + count): into logitsChunk_ [count, vocab].
-  void computeLogits(int first, int count);
+  // For each chunk of at most kLogitChunk logit rows [first, first + count): computes their logits
+  // into logitsChunk_ [count, vocab], then calls fn(first, count).
+  void forEachLogitChunk(const std::function<void(int first, int count)>& fn);
 
   const ModelConfig& config_;
   const Weights& weights_;

@@ -171,12 +171,14 @@ void Engine::markComputed(const StepInput& in) {
   }
 }
 
-std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
-  ForwardBatch batch = buildBatch(in, LogitRows::kSampled);
-  ForwardOptions fo;
-  fo.mlaPath = options_.mlaPath;
-  backend_->forward(batch, fo);
+void Engine::forward(const StepInput& in, const ForwardBatch& batch, ForwardOptions options) {
+  options.mlaPath = options_.mlaPath;
+  backend_->forward(batch, options);
   markComputed(in);
+}
+
+std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
+  forward(in, buildBatch(in, LogitRows::kSampled), ForwardOptions{});
   std::vector<SampleRequest> requests;
   std::vector<Sequence*> sampled;
   for (size_t i = 0; i < in.seqIds.size(); ++i) {
@@ -201,29 +203,19 @@ std::vector<float> Engine::score(const StepInput& in, const int32_t* targets) {
   for (int i = 0; i < batch.numTokens; ++i) {
     check(targets[i] >= 0 && targets[i] < config_.vocabSize, "score: target id " + std::to_string(targets[i]) + " is outside the vocabulary");
   }
-  ForwardOptions fo;
-  fo.mlaPath = options_.mlaPath;
-  backend_->forward(batch, fo);
-  markComputed(in);
+  forward(in, batch, ForwardOptions{});
   std::vector<float> out(static_cast<size_t>(batch.numTokens));
   backend_->scoreTargets(targets, out.data());
   backend_->endOfStep();
   return out;
 }
 
-}  // namespace mla
-
-namespace mla {
-
 void Engine::calibrate(const StepInput& in, ActivationObserver& observer, int lastLayer, bool stopAtAttentionInput) {
-  ForwardBatch batch = buildBatch(in, LogitRows::kNone);
   ForwardOptions fo;
-  fo.mlaPath = options_.mlaPath;
   fo.observer = &observer;
   fo.lastLayer = lastLayer;
   fo.stopAtAttentionInput = stopAtAttentionInput;
-  backend_->forward(batch, fo);
-  markComputed(in);
+  forward(in, buildBatch(in, LogitRows::kNone), fo);
 }
 
 }  // namespace mla

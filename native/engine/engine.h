@@ -76,6 +76,8 @@ class Engine {
   enum class LogitRows { kSampled, kAll, kNone };  // which tokens' logits the step needs
   ForwardBatch buildBatch(const StepInput& input, LogitRows rows);
   void markComputed(const StepInput& input);
+  // Runs the batch through the backend and records its tokens as computed in the cache.
+  void forward(const StepInput& input, const ForwardBatch& batch, ForwardOptions options);
 
   EngineOptions options_;
   ModelConfig config_;

@@ -48,11 +48,7 @@ Napi::Value LoadWorker::start(Napi::Env env, EngineOptions options) {
 }
 
 void LoadWorker::Execute() {
-  try {
-    engine_ = Engine::create(options_);
-  } catch (const std::exception& e) {
-    SetError(e.what());
-  }
+  engine_ = Engine::create(options_);
 }
 
 void LoadWorker::OnOK() { deferred_.Resolve(EngineWrap::wrap(Env(), std::move(engine_))); }
@@ -63,6 +59,12 @@ void LoadWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
 EngineWorker::EngineWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self)
     : Napi::AsyncWorker(env, "mla.step"), wrap_(wrap), self_(Napi::Persistent(self)), deferred_(Napi::Promise::Deferred::New(env)) {
   wrap_->setBusy(true);
+}
+
+Napi::Value EngineWorker::queue(EngineWorker* w) {
+  Napi::Promise p = w->deferred_.Promise();
+  w->Queue();  // the worker deletes itself after OnOK / OnError
+  return p;
 }
 
 void EngineWorker::finish() {
@@ -79,18 +81,11 @@ StepWorker::StepWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepI
     : EngineWorker(env, wrap, self), input_(std::move(input)), returnLogits_(returnLogits) {}
 
 Napi::Value StepWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, bool returnLogits) {
-  auto* w = new StepWorker(env, wrap, self, std::move(input), returnLogits);
-  Napi::Promise p = w->deferred_.Promise();
-  w->Queue();
-  return p;
+  return queue(new StepWorker(env, wrap, self, std::move(input), returnLogits));
 }
 
 void StepWorker::Execute() {
-  try {
-    results_ = wrap_->engine().step(input_, returnLogits_ ? &logits_ : nullptr);
-  } catch (const std::exception& e) {
-    SetError(e.what());
-  }
+  results_ = wrap_->engine().step(input_, returnLogits_ ? &logits_ : nullptr);
 }
 
 void StepWorker::OnOK() {
@@ -126,18 +121,11 @@ ScoreWorker::ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, Ste
     : EngineWorker(env, wrap, self), input_(std::move(input)), targets_(std::move(targets)) {}
 
 Napi::Value ScoreWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets) {
-  auto* w = new ScoreWorker(env, wrap, self, std::move(input), std::move(targets));
-  Napi::Promise p = w->deferred_.Promise();
-  w->Queue();
-  return p;
+  return queue(new ScoreWorker(env, wrap, self, std::move(input), std::move(targets)));
 }
 
 void ScoreWorker::Execute() {
-  try {
-    logprobs_ = wrap_->engine().score(input_, targets_.data());
-  } catch (const std::exception& e) {
-    SetError(e.what());
-  }
+  logprobs_ = wrap_->engine().score(input_, targets_.data());
 }
 
 void ScoreWorker::OnOK() {
@@ -151,18 +139,11 @@ CalibrateWorker::CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object s
     : EngineWorker(env, wrap, self), input_(std::move(input)), lastLayer_(lastLayer), stopAtInput_(stopAtInput) {}
 
 Napi::Value CalibrateWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput) {
-  auto* w = new CalibrateWorker(env, wrap, self, std::move(input), lastLayer, stopAtInput);
-  Napi::Promise p = w->deferred_.Promise();
-  w->Queue();
-  return p;
+  return queue(new CalibrateWorker(env, wrap, self, std::move(input), lastLayer, stopAtInput));
 }
 
 void CalibrateWorker::Execute() {
-  try {
-    wrap_->engine().calibrate(input_, *wrap_->statistics(), lastLayer_, stopAtInput_);
-  } catch (const std::exception& e) {
-    SetError(e.what());
-  }
+  wrap_->engine().calibrate(input_, *wrap_->statistics(), lastLayer_, stopAtInput_);
 }
 
 void CalibrateWorker::OnOK() {

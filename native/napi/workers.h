@@ -41,9 +41,12 @@ class LoadWorker : public Napi::AsyncWorker {
 };
 
 // Base for workers that run on a loaded engine: marks it busy and keeps the JS object alive.
+// Execute() may throw: node-addon-api (built with NAPI_CPP_EXCEPTIONS) turns that into OnError.
 class EngineWorker : public Napi::AsyncWorker {
  protected:
   EngineWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self);
+  // Queues a new worker and returns the promise it settles.
+  static Napi::Value queue(EngineWorker* w);
   void OnError(const Napi::Error& e) override;
   void finish();
   EngineWrap* wrap_;

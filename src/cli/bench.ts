@@ -1,6 +1,7 @@
 // mla-serve bench: prefill and decode speed of a model through the native step API.
 import os from "node:os";
 
+import { GREEDY_PARAMS } from "../engine/sampling.js";
 import { loadModel } from "../model/load.js";
 import type { NativeEngine } from "../native/types.js";
 import { defaultModelDir } from "../paths.js";
@@ -16,8 +17,6 @@ const FLAGS: Record<string, FlagSpec> = {
   ...engineFlags(),
 };
 
-const GREEDY = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0 };
-
 interface Result {
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
@@ -30,7 +29,7 @@ export async function benchOnce(engine: NativeEngine, batch: number, promptLen: 
   const ids = Int32Array.from({ length: batch }, (_, i) => i + 1);
   const prompts = Array.from({ length: batch }, (_, b) => Int32Array.from({ length: promptLen }, (_, t) => (b * 7919 + t * 104729) % vocab));
   ids.forEach((id, b) => {
-    if (engine.addSequence(id, prompts[b]!, promptLen, GREEDY) === null) throw new Error("the cache is too small for this batch");
+    if (engine.addSequence(id, prompts[b]!, promptLen, GREEDY_PARAMS) === null) throw new Error("the cache is too small for this batch");
   });
   let t0 = performance.now();
   let out = await engine.step({

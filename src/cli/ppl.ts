@@ -1,8 +1,6 @@
 // mla-serve ppl: perplexity of a model on a text file (TransMLA's convention).
-import { readFileSync } from "node:fs";
-
 import { perplexity } from "../convert/perplexity.js";
-import { windows } from "../convert/windows.js";
+import { readText, windows } from "../convert/windows.js";
 import { loadModel } from "../model/load.js";
 import { defaultModelDir } from "../paths.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
@@ -26,8 +24,7 @@ export async function pplCommand(argv: string[]): Promise<number> {
   if (typeof v.text !== "string") throw new UsageError("--text FILE is required");
   const seq = v.seq as number;
   if (!Number.isInteger(seq) || seq < 2) throw new UsageError("--seq must be an integer >= 2");
-  let text = readFileSync(v.text, "utf8");
-  if (v["max-chars"] !== undefined) text = [...text].slice(0, v["max-chars"] as number).join("");
+  const text = readText(v.text, "text", (v["max-chars"] as number | undefined) ?? null);
   const dir = (v.model as string | undefined) ?? defaultModelDir();
   const model = await loadModel(dir, { ...loadOptionsFrom(v), enablePrefixCaching: false });
   if (!model.tokenizer) throw new UsageError(`${dir} has no tokenizer.json`);

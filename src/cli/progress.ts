@@ -1,4 +1,4 @@
-// A one-line progress bar on stderr (redrawn in place on a terminal, a line per 10% otherwise).
+// A one-line progress bar on stderr (redrawn in place on a terminal; otherwise a line at the start and one at the end).
 
 export class Progress {
   private readonly start = performance.now();

@@ -4,9 +4,7 @@ import { native } from "../native/binding.js";
 import type { NativeEngine, StatisticRequest } from "../native/types.js";
 import { Mat } from "./matrix.js";
 import { perplexity, type PerplexityResult } from "./perplexity.js";
-
-const STEP_TOKENS = 2048;
-const GREEDY = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0 };
+import { forEachWindowBatch, windowsPerCall } from "./window_batches.js";
 
 export interface PassOptions {
   threads?: number;
@@ -14,9 +12,8 @@ export interface PassOptions {
 }
 
 async function withEngine<T>(dir: string, seq: number, threads: number | undefined, fn: (e: NativeEngine) => Promise<T>): Promise<T> {
-  const perStep = Math.max(1, Math.floor(STEP_TOKENS / seq));
   const engine = await native().loadEngine({
-    modelDir: dir, numThreads: threads, numBlocks: perStep * Math.ceil(seq / 64) + 1, enablePrefixCaching: false,
+    modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(seq) * Math.ceil(seq / 64) + 1, enablePrefixCaching: false,
   });
   try {
     return await fn(engine);
@@ -26,24 +23,8 @@ async function withEngine<T>(dir: string, seq: number, threads: number | undefin
 }
 
 /** Runs every window through the model (in batches), feeding the statistics begun on the engine. */
-async function feed(engine: NativeEngine, wins: number[][], lastLayer: number, stopAtAttentionInput: boolean, o: PassOptions): Promise<void> {
-  const seq = wins[0]!.length;
-  const perStep = Math.max(1, Math.floor(STEP_TOKENS / seq));
-  let id = 1;
-  for (let first = 0; first < wins.length; first += perStep) {
-    const group = wins.slice(first, first + perStep);
-    const ids = group.map(() => id++);
-    group.forEach((w, i) => engine.addSequence(ids[i]!, Int32Array.from(w), w.length, GREEDY));
-    try {
-      await engine.calibrate(
-        { seqIds: Int32Array.from(ids), startPositions: new Int32Array(group.length), numTokens: Int32Array.from(group, (w) => w.length), tokenIds: Int32Array.from(group.flat()) },
-        { lastLayer, stopAtAttentionInput },
-      );
-    } finally {
-      for (const i of ids) engine.freeSequence(i);
-    }
-    o.onProgress?.(Math.min(wins.length, first + perStep), wins.length);
-  }
+function feed(engine: NativeEngine, wins: number[][], lastLayer: number, stopAtAttentionInput: boolean, o: PassOptions): Promise<void> {
+  return forEachWindowBatch(engine, wins, (batch) => engine.calibrate(batch, { lastLayer, stopAtAttentionInput }), (d) => o.onProgress?.(d, wins.length));
 }
 
 /**

@@ -1,5 +1,5 @@
 // Conversion options, and every check that must pass before any work starts.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 
 import type { Checkpoint } from "../model/checkpoint.js";
 import { native } from "../native/binding.js";
@@ -7,7 +7,7 @@ import type { DType } from "../model/safetensors.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { checkRopeShape } from "./rorope.js";
 import type { SourceShape } from "./source.js";
-import { sampleWindows, windows } from "./windows.js";
+import { readText, sampleWindows, windows } from "./windows.js";
 
 export interface ConvertOptions {
   model: string;
@@ -53,12 +53,6 @@ export interface Plan {
   kernelShapes: [number, number][] | null;
 }
 
-function readText(file: string, what: string, maxChars: number | null = null): string {
-  if (!existsSync(file)) throw new Error(`${what} file not found: ${file}`);
-  const text = readFileSync(file, "utf8");
-  return maxChars === null ? text : [...text].slice(0, maxChars).join("");
-}
-
 /** Checks ranks, shapes, files and the output folder; tokenizes the texts. Throws before any work. */
 export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokenizer: Tokenizer | null): Plan {
   if (existsSync(o.out) && !o.force) throw new Error(`${o.out} already exists (use --force to replace it)`);
@@ -90,12 +84,10 @@ export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokeni
   if (o.kernelShapes && o.cacheBudget === null) throw new Error("--kernel-shapes restricts --cache-budget: give a budget too");
   if (o.calibSamples < 1 || o.calibSeq < 2) throw new Error("--calib-samples must be >= 1 and --calib-seq >= 2");
   const needSearch = !o.exact && (o.freqfold === "auto" || o.cacheBudget !== null) ? o.searchSamples : 0;
+  const dtype = o.dtype === "auto" ? ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype : DTYPES[o.dtype];
+  const kernelShapes = o.kernelShapes ? native().mlaKernelShapes : null;
   if (o.tokenWindows) {
-    return {
-      calibWindows: o.tokenWindows.calib, searchWindows: o.tokenWindows.search ?? [], evalWindows: o.tokenWindows.eval ?? null,
-      dtype: o.dtype === "auto" ? ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype : DTYPES[o.dtype],
-      kernelShapes: o.kernelShapes ? native().mlaKernelShapes : null,
-    };
+    return { calibWindows: o.tokenWindows.calib, searchWindows: o.tokenWindows.search ?? [], evalWindows: o.tokenWindows.eval ?? null, dtype, kernelShapes };
   }
   if (needSearch && o.searchSamples < 1) throw new Error("--search-samples must be >= 1 for a search");
   const wanted = o.exact ? 0 : o.calibSamples + needSearch;
@@ -110,12 +102,11 @@ export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokeni
     evalWindows = windows(evalIds, o.evalSeq);
     if (evalWindows.length === 0) throw new Error(`the evaluation file ${o.eval} has ${evalIds.length} tokens: not one window of ${o.evalSeq}`);
   }
-  const sourceDtype = ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype;
   return {
     calibWindows: all.slice(0, o.calibSamples),
     searchWindows: all.slice(o.calibSamples, o.calibSamples + needSearch),
     evalWindows,
-    dtype: o.dtype === "auto" ? sourceDtype : DTYPES[o.dtype],
-    kernelShapes: o.kernelShapes ? native().mlaKernelShapes : null,
+    dtype,
+    kernelShapes,
   };
 }

@@ -3,6 +3,7 @@
 // intermediate models are overlays that link the source's shards.
 import path from "node:path";
 
+import { DTYPE_BYTES } from "../model/safetensors.js";
 import { mlaConfig, v1Config } from "./configs.js";
 import { Conversion, type LayerStats, type Reporter } from "./conversion.js";
 import type { ConvertOptions } from "./options.js";
@@ -29,8 +30,6 @@ export interface ConversionReport {
   calibration: { file: string; samples: number; heldOut: number; seq: number; sequential: boolean; seed: number };
   seconds: Record<string, number>;
 }
-
-const BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
 
 /** Runs the whole conversion and writes OUT (atomically) with OUT/conversion-report.json. */
 export async function convert(o: ConvertOptions, r: Reporter): Promise<ConversionReport> {
@@ -67,7 +66,7 @@ async function run(c: Conversion): Promise<ConversionReport> {
   const original = await c.timed("perplexity", () => c.perplexity("original", o.model, p.evalWindows));
   const srcValues = s.numLayers * 2 * s.latent;
   const report: ConversionReport = {
-    source: { dir: o.model, modelType: s.modelType, layers: s.numLayers, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, kvCacheValuesPerToken: srcValues, kvCacheBytesPerToken: srcValues * BYTES[p.dtype]! },
+    source: { dir: o.model, modelType: s.modelType, layers: s.numLayers, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, kvCacheValuesPerToken: srcValues, kvCacheBytesPerToken: srcValues * DTYPE_BYTES[p.dtype] },
     output: { dir: o.out, format: "deepseek_v3", dtype: p.dtype, kvLoraRank: null, qkRopeDim: null, qLoraRank: null, freqfold: null, collapse: null, latentNorm: false, kvCacheValuesPerToken: 0, kvCacheBytesPerToken: 0, compression: 1 },
     perplexity: { evalFile: o.eval, seq: o.evalSeq, windows: p.evalWindows?.length ?? 0, original, partialRope: null, final: null },
     freqfoldSearch: [],
@@ -104,7 +103,7 @@ async function run(c: Conversion): Promise<ConversionReport> {
   const outValues = s.numLayers * (split.kvLoraRank + split.ropeDim);
   Object.assign(report.output, {
     kvLoraRank: split.kvLoraRank, qkRopeDim: split.ropeDim, qLoraRank: o.qLoraRank, freqfold: split.freqfold, collapse: s.headDim / split.ropeDim,
-    latentNorm: o.latentNorm, kvCacheValuesPerToken: outValues, kvCacheBytesPerToken: outValues * BYTES[p.dtype]!, compression: srcValues / outValues,
+    latentNorm: o.latentNorm, kvCacheValuesPerToken: outValues, kvCacheBytesPerToken: outValues * DTYPE_BYTES[p.dtype], compression: srcValues / outValues,
   });
   const config = mlaConfig(c.ckpt.config, s, shape, p.dtype, provenance(o, split.freqfold));
   await c.timed("write", async () => writeModel(o.out, c.ckpt, config, c.mlaTensors(final!.layers, norms), c.kept, { "conversion-report.json": JSON.stringify(report, null, 2) + "\n" }));
@@ -120,7 +119,7 @@ async function exact(c: Conversion, report: ConversionReport): Promise<Conversio
   writeOverlay(dir, c.ckpt, config, tensors, c.kept);
   report.perplexity.final = await c.timed("perplexity", () => c.perplexity("exact (TransMLA v1)", dir, p.evalWindows));
   Object.assign(report.output, {
-    format: "transmla_v1", kvCacheValuesPerToken: report.source.kvCacheValuesPerToken, kvCacheBytesPerToken: report.source.kvCacheValuesPerToken * BYTES[p.dtype]!, compression: 1,
+    format: "transmla_v1", kvCacheValuesPerToken: report.source.kvCacheValuesPerToken, kvCacheBytesPerToken: report.source.kvCacheValuesPerToken * DTYPE_BYTES[p.dtype], compression: 1,
   });
   await c.timed("write", async () => writeModel(o.out, c.ckpt, config, tensors, c.kept, { "conversion-report.json": JSON.stringify(report, null, 2) + "\n" }));
   return report;

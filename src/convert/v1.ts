@@ -31,11 +31,12 @@ export async function v1Tensors(ckpt: Checkpoint, s: SourceShape, maps: Mat[] | 
 
 /** RoRoPE rotations at freqfold 1 in the v1 layout, one map per layer, from attention-input statistics. */
 export async function v1RotationMaps(ckpt: Checkpoint, s: SourceShape, sigmas: Mat[]): Promise<Mat[]> {
+  const shape = { numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: 1, collapse: 1 };
   const maps: Mat[] = [];
   for (let l = 0; l < s.numLayers; ++l) {
     const a = readAttention(ckpt, s, l);
     const ck = await congruence(a.wk.withColumn(a.bk), sigmas[l]!);
-    maps.push(v1LatentMap(await foldRotations(ck, { numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: 1, collapse: 1 }), { numKvHeads: s.numKvHeads, headDim: s.headDim, freqfold: 1, collapse: 1 }));
+    maps.push(v1LatentMap(await foldRotations(ck, shape), shape));
   }
   return maps;
 }

@@ -1,4 +1,12 @@
 // Token windows: TransMLA's convention for perplexity and calibration text.
+import { existsSync, readFileSync } from "node:fs";
+
+/** A UTF-8 text file, cut to its first `maxChars` characters when given; names the file when missing. */
+export function readText(file: string, what: string, maxChars: number | null = null): string {
+  if (!existsSync(file)) throw new Error(`${what} file not found: ${file}`);
+  const text = readFileSync(file, "utf8");
+  return maxChars === null ? text : [...text].slice(0, maxChars).join("");
+}
 
 /** Cuts ids into non-overlapping windows of `seq` tokens; the remainder is dropped. */
 export function windows(ids: readonly number[], seq: number): number[][] {

@@ -3,7 +3,7 @@
 import type { NativeEngine } from "../native/types.js";
 import { ChoiceOutput, type StopRules } from "./output.js";
 import { ModelRunner } from "./runner.js";
-import { nativeParams, type SamplingOptions } from "./sampling.js";
+import { nativeParams, validateSampling, type SamplingOptions } from "./sampling.js";
 import { Scheduler, type SchedulerOutput } from "./scheduler.js";
 import { EventStream } from "./stream.js";
 import { Sequence, type FinishReason } from "./sequence.js";
@@ -187,6 +187,8 @@ export class LLMEngine {
 
   private validate(r: EngineRequest): void {
     if (this.requests.has(r.requestId)) throw new EngineInputError(`request id ${r.requestId} is already running`, "request_id");
+    const bad = validateSampling(r.sampling);
+    if (bad) throw new EngineInputError(bad.message, bad.param);
     if (r.promptIds.length === 0) throw new EngineInputError("the prompt is empty", "prompt");
     const vocab = this.vocabSize;
     for (const t of r.promptIds) {
@@ -256,9 +258,7 @@ export class LLMEngine {
       const result = state.outputs[seq.index]!.onToken(token);
       if (result.finishReason) this.finishSeq(state, seq, result, [token], logprobs);
       else state.stream.push({ type: "delta", delta: { index: seq.index, text: result.text, tokenIds: [token], logprobs } });
-      if (seq.index === 0 && seq.numOutputTokens === 1 && state.followers.length > 0) {
-        for (const f of state.followers.splice(0).reverse()) this.scheduler.add(f, true);
-      }
+      if (seq.index === 0 && seq.numOutputTokens === 1) this.releaseFollowers(state);
     });
     this.config.observer?.onTokens?.(0, sampled.length);
     for (const { seq } of out.scheduled) {
@@ -267,6 +267,11 @@ export class LLMEngine {
         this.finishSeq(state, seq, state.outputs[seq.index]!.abort(), []);
       }
     }
+  }
+
+  // Choices 1..n-1 wait until choice 0 has its prompt in the cache, then go next (prefix hits).
+  private releaseFollowers(state: RequestState): void {
+    for (const f of state.followers.splice(0).reverse()) this.scheduler.add(f, true);
   }
 
   private recordTiming(state: RequestState, seq: Sequence, now: number): void {
@@ -294,7 +299,7 @@ export class LLMEngine {
     state.stream.push({ type: "delta", delta: { index: seq.index, text: result.text, tokenIds, logprobs, finishReason: seq.finishReason, stopReason: seq.stopReason } });
     if (++state.numFinished < state.seqs.length) {
       // A request whose first choice ended before its prompt was cached releases the rest now.
-      if (seq.index === 0) for (const f of state.followers.splice(0).reverse()) this.scheduler.add(f, true);
+      if (seq.index === 0) this.releaseFollowers(state);
       return;
     }
     const summary: RequestSummary = {

@@ -77,6 +77,11 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
   return null;
 }
 
+/** Native parameters for greedy decoding with nothing else on: calibration, scoring, benchmarks. */
+export const GREEDY_PARAMS: NativeSamplingParams = {
+  temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0,
+};
+
 /** The native parameters of choice `index` of a request. */
 export function nativeParams(s: SamplingOptions, index: number): NativeSamplingParams {
   const seed = s.seed === undefined ? randomInt(0, SEED_LIMIT - 1) : (s.seed + index) % SEED_LIMIT;

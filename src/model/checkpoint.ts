@@ -2,7 +2,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import path from "node:path";
 
-import { fromBf16, readSafetensorsHeader, type DType } from "./safetensors.js";
+import { fromBf16, fromF16, readSafetensorsLayout, type DType } from "./safetensors.js";
 
 export interface TensorEntry {
   name: string;
@@ -15,15 +15,6 @@ export interface TensorEntry {
 
 /** Files next to the weights that a converted model keeps (tokenizer, generation defaults). */
 export const SIDE_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "tokenizer.model", "chat_template.jinja"];
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 export class Checkpoint {
   readonly config: Record<string, unknown>;
@@ -51,12 +42,8 @@ export class Checkpoint {
   }
 
   private addFile(file: string, only?: Set<string>): void {
-    const fd = openSync(file, "r");
-    const len = Buffer.alloc(8);
-    readSync(fd, len, 0, 8, 0);
-    closeSync(fd);
-    const base = 8 + Number(len.readBigUInt64LE());
-    for (const [name, e] of Object.entries(readSafetensorsHeader(file))) {
+    const { tensors, dataStart: base } = readSafetensorsLayout(file);
+    for (const [name, e] of Object.entries(tensors)) {
       if (only && !only.has(name)) continue;
       if (e.dtype !== "F32" && e.dtype !== "F16" && e.dtype !== "BF16") throw new Error(`${file}: tensor ${name} has unsupported dtype ${e.dtype}`);
       this.tensors.set(name, { name, file: path.resolve(file), dtype: e.dtype, shape: e.shape, offset: base + e.data_offsets[0], byteLength: e.data_offsets[1] - e.data_offsets[0] });
@@ -93,12 +80,10 @@ export class Checkpoint {
     const n = e.byteLength / (e.dtype === "F32" ? 4 : 2);
     const out = new Float64Array(n);
     if (e.dtype === "F32") {
-      const f = new Float32Array(buf.buffer, buf.byteOffset, n);
-      for (let i = 0; i < n; ++i) out[i] = f[i]!;
+      out.set(new Float32Array(buf.buffer, buf.byteOffset, n));
     } else {
       const h = new Uint16Array(buf.buffer, buf.byteOffset, n);
-      if (e.dtype === "BF16") out.set(fromBf16(h));
-      else for (let i = 0; i < n; ++i) out[i] = f16ToF32(h[i]!);
+      out.set(e.dtype === "BF16" ? fromBf16(h) : fromF16(h));
     }
     return out;
   }

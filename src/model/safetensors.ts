@@ -31,6 +31,19 @@ export function fromBf16(bits: Uint16Array): Float32Array {
   return new Float32Array(out.buffer);
 }
 
+/** IEEE half bits -> float32 (exact). */
+export function fromF16(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; ++i) {
+    const h = bits[i]!;
+    const s = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}
+
 /** float32 -> IEEE half bits, rounding to nearest even; overflow becomes infinity. */
 export function toF16(values: Float32Array): Uint16Array {
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
@@ -108,8 +121,8 @@ export interface HeaderEntry {
   data_offsets: [number, number];
 }
 
-/** Reads the JSON header of a safetensors file. */
-export function readSafetensorsHeader(file: string): Record<string, HeaderEntry> {
+/** The JSON header of a safetensors file, and where its data starts (data_offsets count from there). */
+export function readSafetensorsLayout(file: string): { tensors: Record<string, HeaderEntry>; dataStart: number } {
   const fd = openSync(file, "r");
   try {
     const len = Buffer.alloc(8);
@@ -117,10 +130,15 @@ export function readSafetensorsHeader(file: string): Record<string, HeaderEntry>
     const n = Number(len.readBigUInt64LE());
     const buf = Buffer.alloc(n);
     readSync(fd, buf, 0, n, 8);
-    const header = JSON.parse(buf.toString("utf8")) as Record<string, HeaderEntry>;
-    delete header.__metadata__;
-    return header;
+    const tensors = JSON.parse(buf.toString("utf8")) as Record<string, HeaderEntry>;
+    delete tensors.__metadata__;
+    return { tensors, dataStart: 8 + n };
   } finally {
     closeSync(fd);
   }
+}
+
+/** The JSON header of a safetensors file. */
+export function readSafetensorsHeader(file: string): Record<string, HeaderEntry> {
+  return readSafetensorsLayout(file).tensors;
 }

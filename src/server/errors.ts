@@ -14,6 +14,11 @@ export class ApiError extends Error {
     super(message);
   }
 
+  /** err itself when it is an ApiError; otherwise a 500 that tells the client nothing internal. */
+  static from(err: unknown): ApiError {
+    return err instanceof ApiError ? err : new ApiError(500, "internal server error", "server_error");
+  }
+
   body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
     return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }

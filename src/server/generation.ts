@@ -39,8 +39,9 @@ export class GenerationRun implements AsyncIterable<ChoiceEvent> {
   constructor(ctx: ServingContext, readonly prepared: Prepared, requestId: string) {
     this.id = `${prepared.kind === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replace(/-/g, "")}`;
     if (ctx.draining) throw new ApiError(503, "the server is shutting down", "service_unavailable");
-    if (ctx.engine.numWaiting >= ctx.maxQueueLen) {
-      throw new ApiError(429, `the server is busy: ${ctx.engine.numWaiting} requests are waiting; retry shortly`, "rate_limit_error", null, "queue_full");
+    const waiting = ctx.engine.numWaiting;
+    if (waiting >= ctx.maxQueueLen) {
+      throw new ApiError(429, `the server is busy: ${waiting} requests are waiting; retry shortly`, "rate_limit_error", null, "queue_full");
     }
     const start = performance.now();
     prepared.prompts.forEach((p, i) => {

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 
 import type { EngineObserver, RequestSummary } from "../engine/llm_engine.js";
 
-/** Engine numbers sampled at scrape time. */
+/** Engine numbers sampled at scrape time (the function is called only while /metrics is read). */
 export interface EngineGauges {
   numRunning: number;
   numWaiting: number;
@@ -24,6 +24,8 @@ export class Metrics {
   private readonly itl: Histogram;
   private readonly e2e: Histogram;
   private readonly success: Counter;
+  /** What the engine reports as it runs. */
+  readonly observer: EngineObserver;
   private lastHits = 0;
   private lastQueries = 0;
 
@@ -50,11 +52,7 @@ export class Metrics {
     this.e2e = new Histogram({ name: "mla_serve:e2e_request_latency_seconds", help: "Request latency, arrival to last token.", buckets: E2E_BUCKETS, registers: r });
     this.success = new Counter({ name: "mla_serve:request_success_total", help: "Finished requests by finish reason.", labelNames: ["finished_reason"], registers: r });
     collectDefaultMetrics({ register: this.registry, prefix: "mla_serve_process_" });
-  }
-
-  /** What the engine reports as it runs. */
-  observer(): EngineObserver {
-    return (this.engineObserver ??= {
+    this.observer = {
       onTokens: (prompt, generated) => {
         if (prompt) this.promptTokens.inc(prompt);
         if (generated) this.generationTokens.inc(generated);
@@ -62,9 +60,8 @@ export class Metrics {
       onFirstToken: (s) => this.ttft.observe(s),
       onInterToken: (s) => this.itl.observe(s),
       onRequestDone: (summary: RequestSummary) => this.e2e.observe((summary.finishTime - summary.arrivalTime) / 1000),
-    });
+    };
   }
-  private engineObserver: EngineObserver | undefined;
 
   requestFinished(finishReasons: string[]): void {
     for (const reason of finishReasons) this.success.inc({ finished_reason: reason });

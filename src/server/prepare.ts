@@ -1,6 +1,6 @@
 // Request bodies -> engine requests: prompts tokenized (chat template applied), sampling resolved,
 // lengths checked against the context.
-import { resolveSampling, validateSampling, type SamplingOptions } from "../engine/sampling.js";
+import { resolveSampling, type SamplingOptions } from "../engine/sampling.js";
 import type { ChatMessage } from "../tokenizer/chat_template.js";
 import type { ServingContext } from "./context.js";
 import { badRequest, modelNotFound } from "./errors.js";
@@ -25,13 +25,14 @@ export interface Prepared {
   logprobs: number | null;
 }
 
-function resolveModel(ctx: ServingContext, body: Body): string {
+/** The served name a body's optional `model` selects; 404 for a name this server does not serve. */
+export function resolveModel(ctx: ServingContext, body: Body): string {
   const model = optString(body, "model");
   if (model !== undefined && !ctx.modelNames.includes(model)) throw modelNotFound(model);
   return ctx.modelNames[0]!;
 }
 
-function samplingFrom(body: Body, ctx: ServingContext): Partial<SamplingOptions> {
+function samplingFrom(body: Body): Partial<SamplingOptions> {
   return {
     n: optInt(body, "n", 1, 128),
     temperature: optNumber(body, "temperature", 0),
@@ -59,10 +60,8 @@ function finishSampling(partial: Partial<SamplingOptions>, ctx: ServingContext, 
       `This model's maximum context length is ${ctx.maxModelLen} tokens. However, you requested ${promptLen + maxTokens} tokens ` +
         `(${promptLen} in the prompt, ${maxTokens} for the completion). Please reduce the prompt or max_tokens.`, "max_tokens", "context_length_exceeded");
   }
-  const s = resolveSampling({ ...partial, maxTokens: maxTokens ?? Math.min(defaultMax ?? room, room) }, ctx.generationDefaults);
-  const bad = validateSampling(s);
-  if (bad) throw badRequest(bad.message, bad.param);
-  return s;
+  // Ranges are checked by the engine (LLMEngine.generate), which every caller goes through.
+  return resolveSampling({ ...partial, maxTokens: maxTokens ?? Math.min(defaultMax ?? room, room) }, ctx.generationDefaults);
 }
 
 function streamOptions(body: Body, stream: boolean): boolean {
@@ -111,7 +110,7 @@ export function prepareCompletion(ctx: ServingContext, raw: unknown): Prepared {
   const maxTokens = optInt(body, "max_tokens", 1);
   optString(body, "user");
   const prompts = completionPrompts(ctx, body);
-  const partial = samplingFrom(body, ctx);
+  const partial = samplingFrom(body);
   const sampling = prompts.map((p) => finishSampling({ ...partial, logprobs }, ctx, p.ids.length, maxTokens, 16));
   return { kind: "completion", model, prompts, sampling, stream, includeUsage, echo, logprobs };
 }
@@ -190,6 +189,6 @@ export function prepareChat(ctx: ServingContext, raw: unknown): Prepared {
   optString(body, "user");
   const prompt = chatPromptIds(ctx, body);
   const logprobs = wantLogprobs ? (top ?? 0) : null;
-  const sampling = finishSampling({ ...samplingFrom(body, ctx), logprobs }, ctx, prompt.ids.length, maxTokens, undefined);
+  const sampling = finishSampling({ ...samplingFrom(body), logprobs }, ctx, prompt.ids.length, maxTokens, undefined);
   return { kind: "chat", model, prompts: [prompt], sampling: [sampling], stream, includeUsage, echo: false, logprobs };
 }

@@ -1,7 +1,7 @@
 // A generation run as OpenAI chunks (for SSE and WebSocket) or as one whole response.
 import type { TokenLogprob } from "../engine/llm_engine.js";
 import type { ServingContext } from "./context.js";
-import { chatChunk, chatLogprobs, completionChunk, completionLogprobs, finishReason, usageChunk, type ChatLogprob, type CompletionLogprobs } from "./format.js";
+import { chatChunk, chatLogprobs, completionChunk, completionLogprobs, finishReason, usageChunk, type CompletionLogprobs } from "./format.js";
 import type { GenerationRun, GenerationSummary } from "./generation.js";
 
 /** The run's chunks in order; the usage chunk last when asked for. Ends when the run ends. */
@@ -64,7 +64,7 @@ export async function collectResponse(ctx: ServingContext, run: GenerationRun): 
       choices: choices.map((c, index) => ({
         index,
         message: { role: "assistant", content: c.text, tool_calls: [] as unknown[] },
-        logprobs: p.logprobs !== null ? { content: chatLogprobs(ctx.tokenizer, c.logprobs) as ChatLogprob[] } : null,
+        logprobs: p.logprobs !== null ? { content: chatLogprobs(ctx.tokenizer, c.logprobs) } : null,
         finish_reason: finishReason(c.finish),
         stop_reason: c.stopReason,
       })),

@@ -16,26 +16,21 @@ export interface ServingOptions {
 export function createServingContext(model: LoadedModel, o: ServingOptions = {}): ServingContext {
   const names = o.servedModelNames?.length ? o.servedModelNames : [model.info.name];
   const maxModelLen = o.maxModelLen ?? model.info.maxPositionEmbeddings;
-  let metrics: Metrics | undefined;
+  // The gauges read the engine at scrape time, after it exists; the engine reports to the metrics' observer.
+  const metrics: Metrics = new Metrics(names[0]!, () => {
+    const c = engine.cacheStats();
+    return {
+      numRunning: engine.numRunning, numWaiting: engine.numWaiting, kvCacheUsage: c.numBlocks ? 1 - c.numFreeBlocks / c.numBlocks : 0,
+      prefixHitTokens: c.prefixHitTokens, prefixQueryTokens: c.prefixQueryTokens,
+    };
+  });
   const engine = new LLMEngine(model.engine, {
     maxModelLen,
     maxNumSeqs: o.maxNumSeqs ?? 256,
     maxNumBatchedTokens: o.maxNumBatchedTokens ?? 2048,
     eosTokenIds: model.info.eosTokenIds,
     decode: model.tokenizer ? (ids) => model.tokenizer!.decode(ids) : null,
-    observer: {
-      onTokens: (p, g) => metrics?.observer().onTokens?.(p, g),
-      onFirstToken: (s) => metrics?.observer().onFirstToken?.(s),
-      onInterToken: (s) => metrics?.observer().onInterToken?.(s),
-      onRequestDone: (s) => metrics?.observer().onRequestDone?.(s),
-    },
-  });
-  metrics = new Metrics(names[0]!, () => {
-    const c = engine.cacheStats();
-    return {
-      numRunning: engine.numRunning, numWaiting: engine.numWaiting, kvCacheUsage: c.numBlocks ? 1 - c.numFreeBlocks / c.numBlocks : 0,
-      prefixHitTokens: c.prefixHitTokens, prefixQueryTokens: c.prefixQueryTokens,
-    };
+    observer: metrics.observer,
   });
   return {
     engine, tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, modelNames: names, modelRoot: model.info.dir, maxModelLen,

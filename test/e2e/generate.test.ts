@@ -66,5 +66,8 @@ describe("mla-serve generate", () => {
     const noTok = cli(["generate", "--model", REFERENCE_MODELS["random-mla"]!, "--prompt", "hi"]);
     assert.equal(noTok.code, 2);
     assert.match(noTok.stderr, /has no tokenizer\.json: give --prompt-ids/);
+    const range = cli(["generate", "--top-p", "2", "--prompt", "x"]); // checked by the engine, not the native addon
+    assert.equal(range.code, 1);
+    assert.equal(range.stderr.trim(), "mla-serve: top_p must be in (0, 1]");
   });
 });

@@ -36,11 +36,13 @@ class DeviceArray {
     }
     return ptr_;
   }
-  void upload(const T* host, size_t n, cudaStream_t stream) {
+  // Copies n host elements in (asynchronously on stream); returns the device pointer.
+  T* upload(const T* host, size_t n, cudaStream_t stream) {
     reserve(n);
     if (n) MLA_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+    return ptr_;
   }
-  void upload(const std::vector<T>& host, cudaStream_t stream) { upload(host.data(), host.size(), stream); }
+  T* upload(const std::vector<T>& host, cudaStream_t stream) { return upload(host.data(), host.size(), stream); }
   void download(T* host, size_t n, cudaStream_t stream) const {
     if (n) MLA_CUDA_CHECK(cudaMemcpyAsync(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
   }

@@ -49,8 +49,7 @@ async function sendSse(ctx: ServingContext, request: FastifyRequest, reply: Fast
     if (!gone) res.write("data: [DONE]\n\n");
     logFinished(ctx, request, run, await run.summary.catch(() => undefined), gone ? "client closed" : "ok");
   } catch (err) {
-    const apiErr = err instanceof ApiError ? err : new ApiError(500, "internal server error", "server_error");
-    if (!gone) res.write(`data: ${JSON.stringify(apiErr.body())}\n\ndata: [DONE]\n\n`);
+    if (!gone) res.write(`data: ${JSON.stringify(ApiError.from(err).body())}\n\ndata: [DONE]\n\n`);
     request.log.error({ err }, "stream failed");
   } finally {
     res.end();

@@ -13,7 +13,7 @@ import { streamChunks } from "../responses.js";
 import { logFinished } from "./generation.js";
 
 function errorBody(err: unknown): object {
-  return (err instanceof ApiError ? err : new ApiError(500, "internal server error", "server_error")).body().error;
+  return ApiError.from(err).body().error;
 }
 
 async function run(ctx: ServingContext, request: FastifyRequest, socket: WebSocket, id: string, gen: GenerationRun, live: Map<string, GenerationRun>): Promise<void> {

@@ -2,15 +2,14 @@
 import type { FastifyInstance } from "fastify";
 
 import type { ServingContext } from "../context.js";
-import { badRequest, modelNotFound } from "../errors.js";
-import { chatPromptIds } from "../prepare.js";
+import { badRequest } from "../errors.js";
+import { chatPromptIds, resolveModel } from "../prepare.js";
 import { asObject, optBool, optString } from "../validate.js";
 
 export function registerTokenizeRoutes(app: FastifyInstance, ctx: ServingContext): void {
   app.post("/tokenize", async (request) => {
     const body = asObject(request.body);
-    const model = optString(body, "model");
-    if (model !== undefined && !ctx.modelNames.includes(model)) throw modelNotFound(model);
+    resolveModel(ctx, body);
     if (!ctx.tokenizer) throw badRequest("this model has no tokenizer");
     let tokens: number[];
     if (body.messages !== undefined) {
@@ -25,8 +24,7 @@ export function registerTokenizeRoutes(app: FastifyInstance, ctx: ServingContext
 
   app.post("/detokenize", async (request) => {
     const body = asObject(request.body);
-    const model = optString(body, "model");
-    if (model !== undefined && !ctx.modelNames.includes(model)) throw modelNotFound(model);
+    resolveModel(ctx, body);
     if (!ctx.tokenizer) throw badRequest("this model has no tokenizer");
     const tokens = body.tokens;
     if (!Array.isArray(tokens) || tokens.some((t) => !Number.isInteger(t) || t < 0)) throw badRequest("tokens must be an array of token ids", "tokens");
