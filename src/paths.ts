@@ -18,13 +18,3 @@ export function packageRoot(): string {
 export function packageVersion(): string {
   return JSON.parse(readFileSync(path.join(packageRoot(), "package.json"), "utf8")).version as string;
 }
-
-/** The model served and generated from when no --model is given. */
-export function defaultModelDir(): string {
-  const root = packageRoot();
-  for (const name of ["gutenberg-tiny-mla", "gutenberg-tiny"]) {
-    const dir = path.join(root, "models", name);
-    if (existsSync(path.join(dir, "config.json"))) return dir;
-  }
-  throw new Error(`no bundled model under ${path.join(root, "models")}`);
-}

@@ -10,6 +10,13 @@ import { packageRoot } from "../src/paths.js";
 export const ROOT = packageRoot();
 export const BUNDLED_GQA = path.join(ROOT, "models", "gutenberg-tiny");
 export const FIXTURES = path.join(ROOT, "test", "fixtures");
+/** Calibration text (the --as-mla default) and the first 8,000 characters of the held-out text. */
+export const CALIB_TEXT = path.join(ROOT, "models", "recipes", "calibration-sample.txt.gz");
+export const HELDOUT_8K = path.join(ROOT, "models", "recipes", "gutenberg-tiny-mla", "heldout-8k.txt");
+/** Where tests keep converted models (--cache-dir): built once per build folder. */
+export const TEST_CACHE_DIR = path.join(ROOT, "build", "test-cache");
+// Every command the tests run (in process or spawned) uses it, never the user's own cache.
+process.env.MLA_SERVE_CACHE_DIR ??= TEST_CACHE_DIR;
 
 /** Every model with a reference.json: the bundled model and the random fixtures. */
 export const REFERENCE_MODELS: Record<string, string> = {

@@ -4,17 +4,17 @@ import os from "node:os";
 import { GREEDY_PARAMS } from "../engine/sampling.js";
 import { loadModel } from "../model/load.js";
 import type { NativeEngine } from "../native/types.js";
-import { defaultModelDir } from "../paths.js";
 import { parseFlags, usage, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";
+import { chooseModel, modelFlags } from "./model_source.js";
 
 const FLAGS: Record<string, FlagSpec> = {
-  model: { type: "string", help: "model folder (default: the bundled model)" },
   batch: { type: "string", default: "1,8", help: "comma-separated batch sizes" },
   "prompt-len": { type: "int", default: 128, help: "prompt tokens per sequence" },
   "gen-len": { type: "int", default: 128, help: "decode steps" },
   repeat: { type: "int", default: 3, help: "runs per batch size; the best is reported" },
   ...engineFlags(),
+  ...modelFlags(),
 };
 
 interface Result {
@@ -60,7 +60,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     process.stdout.write(usage("bench", "[--model DIR] [options]", FLAGS) + "\n");
     return 0;
   }
-  const dir = (v.model as string | undefined) ?? defaultModelDir();
+  const { dir } = await chooseModel(v, undefined, (line) => process.stderr.write(`${line}\n`));
   const model = await loadModel(dir, { ...loadOptionsFrom(v), enablePrefixCaching: false });
   const c = model.engine.config();
   const batches = String(v.batch).split(",").map(Number);

@@ -1,5 +1,6 @@
 // mla-serve convert: GQA/MHA checkpoint -> MLA (TransMLA), with a report.
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
+import { CONVERSION_FLAGS, conversionFrom } from "./conversion_flags.js";
 import { Progress } from "./progress.js";
 import { convert, type ConversionReport } from "../convert/pipeline.js";
 import type { ConvertOptions } from "../convert/options.js";
@@ -7,24 +8,7 @@ import type { ConvertOptions } from "../convert/options.js";
 const FLAGS: Record<string, FlagSpec> = {
   model: { type: "string", help: "source checkpoint folder: llama, mistral or qwen2 (required)" },
   out: { type: "string", help: "output folder (required; refused if it exists, unless --force)" },
-  "kv-lora-rank": { type: "int", default: 512, help: "latent rank of the compressed K/V" },
-  "qk-rope-dim": { type: "int", default: 64, help: "dimensions that keep RoPE (head_dim / a power of two)" },
-  "q-lora-rank": { type: "int", help: "also compress the query to this rank (PCA)" },
-  freqfold: { type: "string", default: "auto", help: "RoPE frequencies pooled per PCA: a power of two, or auto (searched by perplexity)" },
-  "balance-kv-ratio": { type: "float", default: 1, help: "balance key and value norms before the joint PCA (0: off)" },
-  calib: { type: "string", help: "calibration text file (required unless --exact)" },
-  "calib-samples": { type: "int", default: 128, help: "calibration windows" },
-  "calib-seq": { type: "int", default: 256, help: "tokens per calibration window" },
-  "search-samples": { type: "int", default: 16, help: "held-out calibration windows that score --freqfold auto" },
-  eval: { type: "string", help: "text file for the perplexity report" },
-  "eval-seq": { type: "int", default: 256, help: "tokens per evaluation window" },
-  "eval-max-chars": { type: "int", help: "evaluate only the first N characters of --eval" },
-  "latent-norm": { type: "boolean", default: false, help: "add kv_a_layernorm (and q_a_layernorm) fit on calibration data, as Hugging Face's DeepseekV3 expects" },
-  exact: { type: "boolean", default: false, help: "write TransMLA's lossless first format (k_up_proj / v_up_proj) instead" },
-  "cache-budget": { type: "int", help: "values cached per token per layer: search qk_rope_dim, freqfold and kv_lora_rank = budget - qk_rope_dim" },
-  "kernel-shapes": { type: "boolean", default: false, help: "restrict --cache-budget to the shapes the CUDA decode kernel is built for" },
-  sequential: { type: "boolean", default: false, help: "calibrate layer by layer on the already-converted layers before (GPTQ style)" },
-  dtype: { type: "string", default: "auto", help: "weights of the output: auto (the source's), float32, bfloat16, float16" },
+  ...CONVERSION_FLAGS,
   seed: { type: "int", default: 42, help: "seed for choosing calibration windows" },
   force: { type: "boolean", default: false, help: "replace an existing --out" },
   threads: { type: "int", help: "CPU threads (default: all cores)" },
@@ -63,22 +47,10 @@ export async function convertCommand(argv: string[]): Promise<number> {
   }
   for (const req of ["model", "out"]) if (typeof v[req] !== "string") throw new UsageError(`--${req} is required`);
   if (!v.exact && typeof v.calib !== "string") throw new UsageError("--calib FILE is required (calibration text)");
-  const freqfold = v.freqfold === "auto" ? "auto" : Number(v.freqfold);
-  if (freqfold !== "auto" && !Number.isInteger(freqfold)) throw new UsageError(`--freqfold must be a power of two or auto, got "${v.freqfold}"`);
-  const dtype = v.dtype as string;
-  if (!["auto", "float32", "bfloat16", "float16"].includes(dtype)) throw new UsageError(`--dtype must be auto, float32, bfloat16 or float16, got "${dtype}"`);
   const o: ConvertOptions = {
-    model: v.model as string, out: v.out as string, force: v.force as boolean,
-    kvLoraRank: v["kv-lora-rank"] as number, qkRopeDim: v["qk-rope-dim"] as number, qLoraRank: (v["q-lora-rank"] as number | undefined) ?? null,
-    freqfold, balanceKvRatio: v["balance-kv-ratio"] as number,
-    calib: (v.calib as string | undefined) ?? "", calibSamples: v["calib-samples"] as number, calibSeq: v["calib-seq"] as number,
-    searchSamples: v["search-samples"] as number,
-    eval: (v.eval as string | undefined) ?? null, evalSeq: v["eval-seq"] as number, evalMaxChars: (v["eval-max-chars"] as number | undefined) ?? null,
-    latentNorm: v["latent-norm"] as boolean, exact: v.exact as boolean, sequential: v.sequential as boolean,
-    cacheBudget: (v["cache-budget"] as number | undefined) ?? null, kernelShapes: v["kernel-shapes"] as boolean,
-    dtype: dtype as ConvertOptions["dtype"], seed: v.seed as number, threads: v.threads as number | undefined,
+    model: v.model as string, out: v.out as string, force: v.force as boolean, threads: v.threads as number | undefined,
+    ...conversionFrom(v, v.seed as number),
   };
-  if (o.exact && !o.calib) o.calib = "";
   const report = await convert(o, {
     stage: (label, total) => new Progress(label, total),
     log: (line) => process.stderr.write(line + "\n"),

@@ -4,12 +4,11 @@ import { readFileSync } from "node:fs";
 import { LLMEngine } from "../engine/llm_engine.js";
 import { resolveSampling } from "../engine/sampling.js";
 import { loadModel } from "../model/load.js";
-import { defaultModelDir } from "../paths.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";
+import { chooseModel, modelFlags } from "./model_source.js";
 
 const FLAGS: Record<string, FlagSpec> = {
-  model: { type: "string", help: "model folder (Hugging Face layout)" },
   prompt: { type: "string", short: "p", help: "prompt text" },
   "prompt-file": { type: "string", help: "read the prompt from a file" },
   "prompt-ids": { type: "string", help: "comma-separated prompt token ids (for models without a tokenizer)" },
@@ -26,6 +25,7 @@ const FLAGS: Record<string, FlagSpec> = {
   seed: { type: "int", help: "sampling seed: the same seed gives the same output" },
   "ignore-eos": { type: "boolean", default: false, help: "keep generating past the end-of-sequence token" },
   ...engineFlags(),
+  ...modelFlags(),
 };
 
 async function readStdin(): Promise<string> {
@@ -49,7 +49,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const text = await promptText(v);
-  const modelDir = (v.model as string | undefined) ?? defaultModelDir();
+  const { dir: modelDir } = await chooseModel(v, undefined, (line) => process.stderr.write(`${line}\n`));
   const model = await loadModel(modelDir, loadOptionsFrom(v));
   const { tokenizer } = model;
   let promptIds: number[];

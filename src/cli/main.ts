@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// mla-serve: serve | generate | convert | ppl | bench
+// mla-serve: serve | generate | convert | ppl | bench | prepare
 import { packageVersion } from "../paths.js";
 import { UsageError } from "./args.js";
 import { benchCommand } from "./bench.js";
 import { convertCommand } from "./convert.js";
 import { generateCommand } from "./generate.js";
 import { pplCommand } from "./ppl.js";
+import { prepareCommand } from "./prepare.js";
 import { serveCommand } from "./serve.js";
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   bench: benchCommand,
   ppl: pplCommand,
   convert: convertCommand,
+  prepare: prepareCommand,
 };
 
 const HELP = `usage: mla-serve <command> [options]
@@ -24,6 +26,7 @@ commands:
   convert    convert a GQA checkpoint to MLA (TransMLA)
   ppl        perplexity of a model on a text file
   bench      benchmark a model
+  prepare    convert a model into the cache if needed (--as-mla, the default model) and print its folder
 
 Run mla-serve <command> --help for a command's options; mla-serve --version prints the version.`;
 

@@ -2,17 +2,17 @@
 import { perplexity } from "../convert/perplexity.js";
 import { readText, windows } from "../convert/windows.js";
 import { loadModel } from "../model/load.js";
-import { defaultModelDir } from "../paths.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";
+import { chooseModel, modelFlags } from "./model_source.js";
 import { Progress } from "./progress.js";
 
 const FLAGS: Record<string, FlagSpec> = {
-  model: { type: "string", help: "model folder (default: the bundled model)" },
   text: { type: "string", help: "UTF-8 text file to evaluate (required)" },
   seq: { type: "int", default: 256, help: "tokens per window" },
   "max-chars": { type: "int", help: "evaluate only the first N characters of the file" },
   ...engineFlags(),
+  ...modelFlags(),
 };
 
 export async function pplCommand(argv: string[]): Promise<number> {
@@ -25,7 +25,7 @@ export async function pplCommand(argv: string[]): Promise<number> {
   const seq = v.seq as number;
   if (!Number.isInteger(seq) || seq < 2) throw new UsageError("--seq must be an integer >= 2");
   const text = readText(v.text, "text", (v["max-chars"] as number | undefined) ?? null);
-  const dir = (v.model as string | undefined) ?? defaultModelDir();
+  const { dir } = await chooseModel(v, undefined, (line) => process.stderr.write(`${line}\n`));
   const model = await loadModel(dir, { ...loadOptionsFrom(v), enablePrefixCaching: false });
   if (!model.tokenizer) throw new UsageError(`${dir} has no tokenizer.json`);
   const ids = model.tokenizer.encode(text);

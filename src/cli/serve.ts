@@ -2,14 +2,13 @@
 import pino from "pino";
 
 import { loadModel } from "../model/load.js";
-import { defaultModelDir } from "../paths.js";
 import { buildApp } from "../server/app.js";
 import { createServingContext } from "../server/serving.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";
+import { chooseModel, modelFlags } from "./model_source.js";
 
 const FLAGS: Record<string, FlagSpec> = {
-  model: { type: "string", help: "model folder (default: the bundled model)" },
   host: { type: "string", default: "0.0.0.0", help: "address to listen on" },
   port: { type: "int", default: 8000, help: "port to listen on" },
   "api-key": { type: "string", help: "require this key as a Bearer token on /v1/* (health and metrics stay open)" },
@@ -24,6 +23,7 @@ const FLAGS: Record<string, FlagSpec> = {
   "log-prompts": { type: "boolean", default: false, help: "include prompt text in the request log" },
   "log-level": { type: "string", default: "info", help: "trace, debug, info, warn, error" },
   ...engineFlags(),
+  ...modelFlags(),
 };
 
 function positiveInt(v: unknown, flag: string): number {
@@ -38,10 +38,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length > 1) throw new UsageError(`serve takes one model folder, got: ${positionals.join(" ")}`);
-  const dir = positionals[0] ?? (v.model as string | undefined) ?? defaultModelDir();
   const port = v.port as number;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
   const logger = pino({ level: v["log-level"] as string, base: { service: "mla-serve" } });
+  const { dir } = await chooseModel(v, positionals[0], (line) => logger.info(line), true);
 
   const model = await loadModel(dir, {
     ...loadOptionsFrom(v),

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 import { Checkpoint } from "../model/checkpoint.js";
+import { pidAfter, removeOnSignal, sweepDead } from "../util/cleanup.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { attentionInputStats, modelPerplexity } from "./calibrate.js";
 import { mlaConfig, type MlaShape } from "./configs.js";
@@ -46,6 +47,7 @@ export class Conversion {
   readonly kept: string[];
   readonly seconds: Record<string, number> = {};
   readonly layers: number[];
+  private readonly forgetWork: () => void;
 
   constructor(readonly o: ConvertOptions, readonly r: Reporter) {
     this.ckpt = new Checkpoint(o.model);
@@ -57,11 +59,14 @@ export class Conversion {
     this.p = plan(o, this.ckpt, this.s, needsText ? Tokenizer.load(o.model) : null);
     this.kept = keptSourceTensors(this.ckpt, isAttentionInput);
     this.layers = [...Array(this.s.numLayers).keys()];
-    this.work = mkdtempSync(path.join(tmpdir(), "mla-convert-"));
+    sweepDead(tmpdir(), (name) => pidAfter(name, "mla-convert-"));
+    this.work = mkdtempSync(path.join(tmpdir(), `mla-convert-${process.pid}-`));
+    this.forgetWork = removeOnSignal(this.work);
   }
 
   cleanup(): void {
     rmSync(this.work, { recursive: true, force: true });
+    this.forgetWork();
   }
 
   async timed<T>(key: string, fn: () => Promise<T>): Promise<T> {

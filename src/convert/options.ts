@@ -53,9 +53,8 @@ export interface Plan {
   kernelShapes: [number, number][] | null;
 }
 
-/** Checks ranks, shapes, files and the output folder; tokenizes the texts. Throws before any work. */
-export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokenizer: Tokenizer | null): Plan {
-  if (existsSync(o.out) && !o.force) throw new Error(`${o.out} already exists (use --force to replace it)`);
+/** Checks every option against the source's shape, reading no file: throws naming the first bad one. */
+export function checkOptions(o: ConvertOptions, s: SourceShape): void {
   if (o.cacheBudget !== null) {
     if (o.exact) throw new Error("--cache-budget and --exact do not go together");
     if (!Number.isInteger(o.cacheBudget) || o.cacheBudget < 3 || o.cacheBudget > 2 * s.latent) {
@@ -83,13 +82,22 @@ export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokeni
   }
   if (o.kernelShapes && o.cacheBudget === null) throw new Error("--kernel-shapes restricts --cache-budget: give a budget too");
   if (o.calibSamples < 1 || o.calibSeq < 2) throw new Error("--calib-samples must be >= 1 and --calib-seq >= 2");
+  if (!o.exact && (o.freqfold === "auto" || o.cacheBudget !== null) && !o.tokenWindows && o.searchSamples < 1) throw new Error("--search-samples must be >= 1 for a search");
+  if (o.evalSeq < 2) throw new Error("--eval-seq must be >= 2");
+  if (!o.tokenWindows && !o.exact && !existsSync(o.calib)) throw new Error(`calibration file not found: ${o.calib}`);
+  if (!o.tokenWindows && o.eval !== null && !existsSync(o.eval)) throw new Error(`evaluation file not found: ${o.eval}`);
+}
+
+/** Checks the options, files and the output folder; tokenizes the texts. Throws before any work. */
+export function plan(o: ConvertOptions, ckpt: Checkpoint, s: SourceShape, tokenizer: Tokenizer | null): Plan {
+  if (existsSync(o.out) && !o.force) throw new Error(`${o.out} already exists (use --force to replace it)`);
+  checkOptions(o, s);
   const needSearch = !o.exact && (o.freqfold === "auto" || o.cacheBudget !== null) ? o.searchSamples : 0;
   const dtype = o.dtype === "auto" ? ckpt.entry("model.layers.0.self_attn.q_proj.weight").dtype : DTYPES[o.dtype];
   const kernelShapes = o.kernelShapes ? native().mlaKernelShapes : null;
   if (o.tokenWindows) {
     return { calibWindows: o.tokenWindows.calib, searchWindows: o.tokenWindows.search ?? [], evalWindows: o.tokenWindows.eval ?? null, dtype, kernelShapes };
   }
-  if (needSearch && o.searchSamples < 1) throw new Error("--search-samples must be >= 1 for a search");
   const wanted = o.exact ? 0 : o.calibSamples + needSearch;
   const all = wanted ? sampleWindows(readText(o.calib, "calibration"), (t) => tokenizer!.encode(t), wanted, o.calibSeq, o.seed) : [];
   if (all.length < wanted) {

@@ -1,10 +1,22 @@
 // Token windows: TransMLA's convention for perplexity and calibration text.
 import { existsSync, readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 
-/** A UTF-8 text file, cut to its first `maxChars` characters when given; names the file when missing. */
+/**
+ * A UTF-8 text file (gzip-compressed when its name ends in .gz), cut to its first `maxChars`
+ * characters when given; names the file when it is missing or not valid gzip.
+ */
 export function readText(file: string, what: string, maxChars: number | null = null): string {
   if (!existsSync(file)) throw new Error(`${what} file not found: ${file}`);
-  const text = readFileSync(file, "utf8");
+  let bytes = readFileSync(file);
+  if (file.endsWith(".gz")) {
+    try {
+      bytes = gunzipSync(bytes);
+    } catch (err) {
+      throw new Error(`${what} file ${file} is not valid gzip: ${(err as Error).message}`);
+    }
+  }
+  const text = bytes.toString("utf8");
   return maxChars === null ? text : [...text].slice(0, maxChars).join("");
 }
 

@@ -4,6 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, w
 import path from "node:path";
 
 import { SIDE_FILES, type Checkpoint } from "../model/checkpoint.js";
+import { pidAfter, removeOnSignal, sweepDead } from "../util/cleanup.js";
 import { tensorFrom, writeSafetensors, type DType, type TensorData } from "../model/safetensors.js";
 import type { Mat } from "./matrix.js";
 
@@ -58,9 +59,12 @@ export function writeOverlay(dir: string, src: Checkpoint, config: object, tenso
  */
 export function writeModel(out: string, src: Checkpoint, config: object, tensors: NewTensors, kept: string[], extraFiles: Record<string, string> = {}): void {
   const parent = path.dirname(path.resolve(out));
-  const tmp = path.join(parent, `.${path.basename(out)}.tmp-${process.pid}`);
+  const base = path.basename(out);
+  sweepDead(parent, (name) => pidAfter(name, `.${base}.tmp-`));
+  const tmp = path.join(parent, `.${base}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
+  const forgetTmp = removeOnSignal(tmp);
   try {
     const all: NewTensors = new Map();
     for (const name of kept) {
@@ -77,5 +81,7 @@ export function writeModel(out: string, src: Checkpoint, config: object, tensors
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
+  } finally {
+    forgetTmp();
   }
 }

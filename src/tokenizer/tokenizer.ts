@@ -48,7 +48,12 @@ export class Tokenizer {
     if (!existsSync(file)) throw new Error(`${dir} has no tokenizer.json`);
     const configFile = path.join(dir, "tokenizer_config.json");
     const config = existsSync(configFile) ? (JSON.parse(readFileSync(configFile, "utf8")) as Json) : {};
-    return new Tokenizer(JSON.parse(readFileSync(file, "utf8")) as Json, config);
+    return Tokenizer.fromJson(JSON.parse(readFileSync(file, "utf8")) as Json, config);
+  }
+
+  /** A tokenizer from the parsed contents of tokenizer.json and tokenizer_config.json. */
+  static fromJson(tokenizerJson: Json, config: Json = {}): Tokenizer {
+    return new Tokenizer(tokenizerJson, config);
   }
 
   /** Token ids of text; addSpecialTokens adds what the tokenizer's post-processor adds (BOS). */

@@ -8,7 +8,7 @@ import { after, describe, it } from "node:test";
 import type { ConvertOptions } from "../../src/convert/options.js";
 import { convert, type ConversionReport } from "../../src/convert/pipeline.js";
 import { native } from "../../src/native/binding.js";
-import { BUNDLED_GQA, FIXTURES } from "../helpers.js";
+import { BUNDLED_GQA, FIXTURES, CALIB_TEXT, HELDOUT_8K } from "../helpers.js";
 
 const work = mkdtempSync(path.join(tmpdir(), "mla-budget-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -17,8 +17,8 @@ const quiet = { stage: () => ({ update() {}, done() {} }), log() {} };
 function options(out: string, extra: Partial<ConvertOptions>): ConvertOptions {
   return {
     model: BUNDLED_GQA, out: path.join(work, out), force: true, kvLoraRank: 64, qkRopeDim: 32, qLoraRank: null, freqfold: 2,
-    balanceKvRatio: 1, calib: path.join(FIXTURES, "corpus", "train-sample.txt"), calibSamples: 8, calibSeq: 128, searchSamples: 6,
-    eval: path.join(FIXTURES, "corpus", "heldout-8k.txt"), evalSeq: 128, evalMaxChars: null, latentNorm: false, exact: false,
+    balanceKvRatio: 1, calib: CALIB_TEXT, calibSamples: 8, calibSeq: 128, searchSamples: 6,
+    eval: HELDOUT_8K, evalSeq: 128, evalMaxChars: null, latentNorm: false, exact: false,
     sequential: false, cacheBudget: 96, kernelShapes: false, dtype: "float32", seed: 3, ...extra,
   };
 }

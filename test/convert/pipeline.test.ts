@@ -10,12 +10,12 @@ import { convert, type ConversionReport } from "../../src/convert/pipeline.js";
 import type { ConvertOptions } from "../../src/convert/options.js";
 import { Checkpoint } from "../../src/model/checkpoint.js";
 import { loadModel } from "../../src/model/load.js";
-import { BUNDLED_GQA, FIXTURES, REFERENCE_MODELS, ROOT } from "../helpers.js";
+import { BUNDLED_GQA, FIXTURES, REFERENCE_MODELS, ROOT, CALIB_TEXT, HELDOUT_8K } from "../helpers.js";
 
 const work = mkdtempSync(path.join(tmpdir(), "mla-pipeline-"));
 after(() => rmSync(work, { recursive: true, force: true }));
-const CALIB = path.join(FIXTURES, "corpus", "train-sample.txt");
-const EVAL = path.join(FIXTURES, "corpus", "heldout-8k.txt");
+const CALIB = CALIB_TEXT;
+const EVAL = HELDOUT_8K;
 const quiet = { stage: () => ({ update() {}, done() {} }), log() {} };
 
 function options(out: string, extra: Partial<ConvertOptions>): ConvertOptions {
@@ -32,7 +32,13 @@ describe("convert", () => {
     const reports: ConversionReport[] = [];
     for (const r of ranks) reports.push(await convert(options(`rank-${r}`, { kvLoraRank: r }), quiet));
     const finals = reports.map((r) => r.perplexity.final!);
-    for (let i = 1; i < finals.length; ++i) assert.ok(finals[i]! <= finals[i - 1]!, `perplexity ${finals.join(" > ")} must fall`);
+    // PCA keeps more of the calibration energy at every larger rank (exactly); perplexity on other
+    // text falls with it, up to noise of 0.1% once the rank saturates.
+    for (let i = 1; i < reports.length; ++i) {
+      reports[i]!.layers.forEach((l, layer) => assert.ok(l.retainedEnergy >= reports[i - 1]!.layers[layer]!.retainedEnergy, `layer ${layer}: retained energy must grow with rank`));
+      assert.ok(finals[i]! <= finals[i - 1]! * 1.001, `perplexity ${finals.join(" > ")} must fall`);
+    }
+    assert.ok(finals[0]! > finals[finals.length - 1]! * 1.002, `a small rank costs perplexity: ${finals.join(", ")}`);
     const full = reports[reports.length - 1]!;
     assert.ok(Math.abs(full.perplexity.final! - full.perplexity.partialRope!) / full.perplexity.partialRope! < 1e-4,
       `full rank ${full.perplexity.final} vs partial RoPE ${full.perplexity.partialRope}`);

@@ -4,13 +4,13 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
 
-import { BUNDLED_GQA, FIXTURES, ROOT } from "../helpers.js";
+import { BUNDLED_GQA, FIXTURES, ROOT, HELDOUT_8K } from "../helpers.js";
 
 const CLI = path.join(ROOT, "dist", "src", "cli", "main.js");
 
 describe("mla-serve ppl", () => {
   it("reproduces the reference perplexity of the bundled GQA model", () => {
-    const r = spawnSync(process.execPath, [CLI, "ppl", "--model", BUNDLED_GQA, "--text", path.join(FIXTURES, "corpus", "heldout-8k.txt"), "--seq", "128"], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "ppl", "--model", BUNDLED_GQA, "--text", HELDOUT_8K, "--seq", "128"], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     const m = /^perplexity: ([\d.]+)$/m.exec(r.stdout);
     assert.ok(m, r.stdout);
@@ -19,7 +19,7 @@ describe("mla-serve ppl", () => {
   });
 
   it("names the problem with bad arguments", () => {
-    const r = spawnSync(process.execPath, [CLI, "ppl", "--model", BUNDLED_GQA, "--text", path.join(FIXTURES, "corpus", "heldout-8k.txt"), "--seq", "100000"], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "ppl", "--model", BUNDLED_GQA, "--text", HELDOUT_8K, "--seq", "100000"], { encoding: "utf8" });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /has 2155 tokens: not one window of 100000/);
     const missing = spawnSync(process.execPath, [CLI, "ppl", "--model", BUNDLED_GQA], { encoding: "utf8" });

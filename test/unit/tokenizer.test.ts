@@ -3,14 +3,17 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
+import { gunzipSync } from "node:zlib";
 
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from "../../src/tokenizer/chat_template.js";
 import { IncrementalDetokenizer } from "../../src/tokenizer/detokenizer.js";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.js";
-import { BUNDLED_GQA, FIXTURES, readReference } from "../helpers.js";
+import { BUNDLED_GQA, FIXTURES, readReference, HELDOUT_8K } from "../helpers.js";
 
-const mistral = Tokenizer.load(path.join(FIXTURES, "tokenizers", "mistral"));
-const qwen = Tokenizer.load(path.join(FIXTURES, "tokenizers", "qwen2.5"));
+const mistral = Tokenizer.load(BUNDLED_GQA); // the bundled model carries Mistral-7B's tokenizer
+const QWEN_DIR = path.join(FIXTURES, "tokenizers", "qwen2.5");
+const qwenConfig = JSON.parse(readFileSync(path.join(QWEN_DIR, "tokenizer_config.json"), "utf8"));
+const qwen = Tokenizer.fromJson(JSON.parse(gunzipSync(readFileSync(path.join(QWEN_DIR, "tokenizer.json.gz"))).toString("utf8")), qwenConfig);
 
 const TEXTS = [
   "Hello world! The quick brown fox.",
@@ -30,7 +33,7 @@ function streamDecode(tok: Tokenizer, prompt: number[], ids: number[]): { text: 
 
 describe("tokenizer", () => {
   it("encodes the corpus exactly as the reference prompts were tokenized", () => {
-    const heldout = readFileSync(path.join(FIXTURES, "corpus", "heldout-8k.txt"), "utf8");
+    const heldout = readFileSync(HELDOUT_8K, "utf8");
     const ids = Tokenizer.load(BUNDLED_GQA).encode(heldout);
     const c = readReference(BUNDLED_GQA)[0]!;
     assert.deepEqual(ids.slice(0, c.prompt_ids.length), c.prompt_ids);
@@ -100,7 +103,6 @@ describe("tokenizer", () => {
 });
 
 describe("chat templates", () => {
-  const qwenConfig = JSON.parse(readFileSync(path.join(FIXTURES, "tokenizers", "qwen2.5", "tokenizer_config.json"), "utf8"));
 
   it("renders Qwen2.5's template with its default system prompt", () => {
     const t = new ChatTemplate(qwenConfig.chat_template);
