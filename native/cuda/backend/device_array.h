@@ -1,7 +1,5 @@
 // Device memory owned RAII-style; grows on demand, never shrinks.
 #pragma once
-#include <cuda_runtime.h>
-
 #include <cstddef>
 #include <vector>
 

@@ -1,7 +1,6 @@
 // Dense products on the GPU: bf16 inputs, fp32 accumulation. The backend only sees this
 // interface; gemm_cublas.cpp implements it with cuBLAS (built when CMake finds cuBLAS).
 #pragma once
-#include <cuda_runtime.h>
 
 #include <memory>
 

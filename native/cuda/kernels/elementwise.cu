@@ -40,7 +40,7 @@ __global__ void gatherRowsKernel(const T* in, const int32_t* rows, int cols, T* 
 template <typename T>
 void gather(const T* in, const int32_t* rows, int count, int cols, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  gatherRowsKernel<<<count, 256, 0, stream>>>(in, rows, cols, out);
+  MLA_LAUNCH(gatherRowsKernel<T>, count, 256, 0, stream, in, rows, cols, out);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -48,26 +48,26 @@ void gather(const T* in, const int32_t* rows, int count, int cols, T* out, cudaS
 
 void embedTokens(const bf16* embed, const int32_t* tokens, int n, int hidden, float* x, cudaStream_t stream) {
   if (n == 0) return;
-  embedKernel<<<n, 256, 0, stream>>>(embed, tokens, hidden, x);
+  MLA_LAUNCH(embedKernel, n, 256, 0, stream, embed, tokens, hidden, x);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 void swiglu(const float* gateUp, int n, int ffn, bf16* out, cudaStream_t stream) {
   if (n == 0) return;
-  swigluKernel<<<n, 256, 0, stream>>>(gateUp, ffn, out);
+  MLA_LAUNCH(swigluKernel, n, 256, 0, stream, gateUp, ffn, out);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 void addBias(float* x, const float* bias, int n, int cols, cudaStream_t stream) {
   if (n == 0) return;
-  addBiasKernel<<<n, 256, 0, stream>>>(x, bias, cols);
+  MLA_LAUNCH(addBiasKernel, n, 256, 0, stream, x, bias, cols);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 void toBf16(const float* in, size_t count, bf16* out, cudaStream_t stream) {
   if (count == 0) return;
   const int blocks = static_cast<int>(count / 256 + 1 < 65536 ? count / 256 + 1 : 65536);
-  toBf16Kernel<<<blocks, 256, 0, stream>>>(in, count, out);
+  MLA_LAUNCH(toBf16Kernel, blocks, 256, 0, stream, in, count, out);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 

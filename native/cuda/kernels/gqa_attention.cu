@@ -65,7 +65,7 @@ void gqaAttention(const GqaAttentionParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
   if (p.headDim > kMaxHeadDim) throw Error("gqaAttention: head_dim above 256 is not supported");
   const int warps = 4, items = p.rows * p.heads;
-  gqaAttentionKernel<<<(items + warps - 1) / warps, warps * 32, 0, stream>>>(p);
+  MLA_LAUNCH(gqaAttentionKernel, (items + warps - 1) / warps, warps * 32, 0, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 

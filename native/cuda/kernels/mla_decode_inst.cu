@@ -48,7 +48,7 @@ void mlaDecode(const MlaDecodeParams& p, int kvLoraRank, int qkRopeDim, cudaStre
   if (kvLoraRank == L && qkRopeDim == R) {                      \
     detail::launchMlaDecode<L, R>(p, stream);                  \
     if (p.numSplits > 1) {                                      \
-      mlaCombineKernel<<<p.rows * p.heads, 128, 0, stream>>>(p, L); \
+      MLA_LAUNCH(mlaCombineKernel, p.rows * p.heads, 128, 0, stream, p, L); \
       MLA_CUDA_CHECK(cudaGetLastError());                       \
     }                                                           \
     return;                                                     \

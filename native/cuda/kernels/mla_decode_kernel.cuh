@@ -8,6 +8,7 @@
 // Entries past a row's length are never read (the pool's unused slots may hold anything).
 #pragma once
 #include "cuda/kernels/mla_decode.cuh"
+#include "cuda/ptx.cuh"
 
 namespace mla::cuda::detail {
 
@@ -22,16 +23,6 @@ __device__ __forceinline__ uint32_t pack2(bf16 lo, bf16 hi) {
   v.x = lo;
   v.y = hi;
   return *reinterpret_cast<uint32_t*>(&v);
-}
-
-// d[0..3] += A (16x16, row-major fragments a) * B (16x8, col fragments b)
-__device__ __forceinline__ void mma16816(float* d, const uint32_t* a, const uint32_t* b) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
 }
 
 template <int L, int R>
@@ -49,7 +40,7 @@ __global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p
   constexpr int kRow = Shared<L, R>::kRow;
   constexpr int kColsPerWarp = L / kWarps;  // O columns per warp
   constexpr int kNTiles = kColsPerWarp / 8;
-  extern __shared__ __align__(16) unsigned char smem[];
+  MLA_DYNAMIC_SHARED(unsigned char, smem);
   bf16* sQ = reinterpret_cast<bf16*>(smem);           // [16][kRow]
   bf16* sK = sQ + kHeadsPerCta * kRow;                // [64][kRow]
   bf16* sP = sK + kMlaBlockSize * kRow;               // [16][64 + pad]
@@ -111,7 +102,7 @@ __global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p
       for (int n = 0; n < 2; ++n) {
         const bf16* kr = sK + (warp * 16 + n * 8 + g) * kRow + k0;
         uint32_t b[2] = {pack2(kr + 2 * t), pack2(kr + 8 + 2 * t)};
-        mma16816(s[n], a, b);
+        ptx::mmaBf16(s[n], a, b);
       }
     }
     // Scale, mask keys past the end, and take each row's max over this warp's keys.
@@ -197,7 +188,7 @@ __global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p
         const int col = warp * kColsPerWarp + j * 8 + g;
         const bf16* v0 = sK + (k0 + 2 * t) * kRow + col;
         uint32_t b[2] = {pack2(v0[0], v0[kRow]), pack2(v0[8 * kRow], v0[9 * kRow])};
-        mma16816(acc[j], a, b);
+        ptx::mmaBf16(acc[j], a, b);
       }
     }
     __syncthreads();
@@ -241,7 +232,8 @@ void launchMlaDecode(const MlaDecodeParams& p, cudaStream_t stream) {
     configured = true;
   }
   dim3 grid(p.numSplits, (p.heads + kHeadsPerCta - 1) / kHeadsPerCta, p.rows);
-  mlaDecodeKernel<L, R><<<grid, kWarps * 32, bytes, stream>>>(p);
+  const auto kernel = mlaDecodeKernel<L, R>;
+  MLA_LAUNCH(kernel, grid, kWarps * 32, bytes, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -31,7 +31,8 @@ __global__ void rmsNormResidualKernel(RmsNormParams p) {
 
 void rmsNormResidual(const RmsNormParams& params, cudaStream_t stream) {
   if (params.rows == 0) return;
-  rmsNormResidualKernel<<<params.rows, kThreads, 0, stream>>>(params);
+  MLA_LAUNCH(rmsNormResidualKernel, params.rows, kThreads, 0, stream, params);
+  MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace mla::cuda

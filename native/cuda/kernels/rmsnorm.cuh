@@ -1,7 +1,6 @@
 // RMSNorm fused with the residual add: residual += delta; out = rmsnorm(residual) * weight.
 #pragma once
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
+#include "cuda/common.h"
 
 namespace mla::cuda {
 

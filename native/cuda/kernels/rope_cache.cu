@@ -21,7 +21,7 @@ __device__ void rotate(float* x, int pos, const RopeTable& r, int lane, int lane
 
 // One block per token; heads are spread over warps. Uses shared memory as the rotation buffer.
 __global__ void gqaRopeCacheKernel(GqaRopeCacheParams p) {
-  extern __shared__ float buf[];  // [(H + 2 Hkv) * D]
+  MLA_DYNAMIC_SHARED(float, buf);  // [(H + 2 Hkv) * D]
   const int t = blockIdx.x, D = p.headDim, width = (p.numHeads + 2 * p.numKvHeads) * D;
   const float* src = p.qkv + static_cast<size_t>(t) * width;
   for (int j = threadIdx.x; j < width; j += blockDim.x) buf[j] = src[j];
@@ -36,7 +36,7 @@ __global__ void gqaRopeCacheKernel(GqaRopeCacheParams p) {
 }
 
 __global__ void mlaRopeCacheKernel(MlaRopeCacheParams p) {
-  extern __shared__ float buf[];  // [H * (N + R)] query, then [L + R] kv_a
+  MLA_DYNAMIC_SHARED(float, buf);  // [H * (N + R)] query, then [L + R] kv_a
   __shared__ float scratch[32];
   const int t = blockIdx.x, N = p.nope, R = p.ropeDim, L = p.kvLoraRank, qw = p.numHeads * (N + R);
   float* qb = buf;
@@ -82,7 +82,7 @@ void gqaRopeCache(const GqaRopeCacheParams& p, cudaStream_t stream) {
   if (p.numTokens == 0) return;
   const size_t bytes = sizeof(float) * (p.numHeads + 2 * p.numKvHeads) * p.headDim;
   allowSharedMemory(gqaRopeCacheKernel, bytes);
-  gqaRopeCacheKernel<<<p.numTokens, 256, bytes, stream>>>(p);
+  MLA_LAUNCH(gqaRopeCacheKernel, p.numTokens, 256, bytes, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -90,7 +90,7 @@ void mlaRopeCache(const MlaRopeCacheParams& p, cudaStream_t stream) {
   if (p.numTokens == 0) return;
   const size_t bytes = sizeof(float) * (p.numHeads * (p.nope + p.ropeDim) + p.kvLoraRank + p.ropeDim);
   allowSharedMemory(mlaRopeCacheKernel, bytes);
-  mlaRopeCacheKernel<<<p.numTokens, 256, bytes, stream>>>(p);
+  MLA_LAUNCH(mlaRopeCacheKernel, p.numTokens, 256, bytes, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 

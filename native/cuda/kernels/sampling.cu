@@ -202,13 +202,13 @@ __host__ __device__ double philoxUniform(uint64_t seed, uint64_t counter) {
 void sampleTokens(const SamplingKernelParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
   if (p.numTopLogprobs > kMaxTop) throw Error("sampleTokens: at most 20 top log-probs");
-  samplingKernel<<<p.rows, kThreads, 0, stream>>>(p);
+  MLA_LAUNCH(samplingKernel, p.rows, kThreads, 0, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 void targetLogprobs(const float* logits, const int32_t* targets, int rows, int vocab, float* out, cudaStream_t stream) {
   if (rows == 0) return;
-  targetLogprobKernel<<<rows, 1024, 0, stream>>>(logits, targets, vocab, out);
+  MLA_LAUNCH(targetLogprobKernel, rows, 1024, 0, stream, logits, targets, vocab, out);
   MLA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,7 +1,5 @@
 // Helpers for the GPU tests: skip without a GPU, device buffers, bf16 rounding, error measures.
 #pragma once
-#include <cuda_runtime.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -16,12 +14,18 @@ namespace gpu {
 using mla::cuda::bf16;
 using mla::cuda::DeviceArray;
 
-// Exits 77 (ctest's skip code) when no GPU is visible.
+// Exits 77 (ctest's skip code) when the machine has no GPU; any other CUDA error (a driver too old
+// for this toolkit, say) is a failure with its message, so a broken machine does not look green.
 inline void requireGpu() {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
     std::printf("SKIP: no CUDA GPU present\n");
     std::exit(77);
+  }
+  if (e != cudaSuccess) {
+    std::printf("FAIL: cudaGetDeviceCount: %s (error %d)\n", cudaGetErrorString(e), static_cast<int>(e));
+    std::exit(1);
   }
 }
 
