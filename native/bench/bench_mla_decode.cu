@@ -10,6 +10,7 @@
 
 #include "core/dtype.h"
 #include "cuda/backend/device_array.h"
+#include "cuda/backend/gpu_probe.h"
 #include "cuda/kernels/mla_decode.cuh"
 
 using namespace mla;
@@ -22,10 +23,10 @@ static float timeMs(cudaEvent_t a, cudaEvent_t b) {
 }
 
 int main(int argc, char** argv) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("SKIP: no CUDA GPU present\n");
-    return 0;
+  const GpuProbe probe = probeGpu();
+  if (probe.state != GpuProbe::State::kPresent) {
+    std::printf("%s: %s\n", probe.state == GpuProbe::State::kNoGpu ? "SKIP" : "FAIL", probe.message.c_str());
+    return probe.state == GpuProbe::State::kNoGpu ? 77 : 1;  // 77: skipped (ctest's convention)
   }
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   cudaDeviceProp prop;

@@ -5,17 +5,11 @@
 #include <cstring>
 
 #include "cpu/simd.h"
+#include "mla/philox.h"
 
 namespace mla::cpu {
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // log(sum(exp(x))) over logits; `scratch` receives exp(x - max).
 double logSumExp(const float* x, int n, std::vector<float>& scratch) {
@@ -111,8 +105,10 @@ void topLogprobs(const float* logits, int vocab, double lse, int k, SampleResult
   }
 }
 
-// Draws from the weights (unnormalized probabilities) of `cand`, in its order.
-int32_t draw(const std::vector<int32_t>& cand, const float* weight, double u) {
+// Draws from the weights (unnormalized probabilities) of `cand` by the inverse CDF in token-id order
+// (`cand` is sorted by id here), as the CUDA sampler does: the same seed picks the same token.
+int32_t draw(std::vector<int32_t>& cand, const float* weight, double u) {
+  std::sort(cand.begin(), cand.end());
   double total = 0;
   for (int32_t t : cand) total += weight[t];
   const double target = u * total;
@@ -126,10 +122,7 @@ int32_t draw(const std::vector<int32_t>& cand, const float* weight, double u) {
 
 }  // namespace
 
-double uniformFromCounter(uint64_t seed, uint64_t counter) {
-  const uint64_t bits = splitmix64(seed ^ splitmix64(counter + 0x632be59bd9b4e019ull));
-  return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
-}
+double uniformFromCounter(uint64_t seed, uint64_t counter) { return philoxUniform(seed, counter); }
 
 float targetLogprob(const float* logits, int vocab, int32_t target) {
   std::vector<float> scratch;

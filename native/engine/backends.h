@@ -1,5 +1,6 @@
-// Backend construction. The CUDA backend exists only in builds where CMake found CUDA and cuBLAS;
-// elsewhere makeCudaBackend (engine/no_cuda.cpp) explains how to get one.
+// Backend construction. The CUDA backend exists only in builds where CMake found CUDA and cuBLAS
+// (or on the CPU emulator, in its tests); elsewhere makeCudaBackend (factory/no_cuda.cpp) explains
+// how to get one.
 #pragma once
 #include <memory>
 
@@ -9,6 +10,6 @@
 namespace mla {
 
 bool cudaBackendBuilt();
-std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& config, const Weights& weights, int device);
+std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& config, const Weights& weights, int device, const StepLimits& limits);
 
 }  // namespace mla

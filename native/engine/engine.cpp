@@ -56,7 +56,7 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   if (options.device == "cpu") {
     engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads);
   } else if (options.device.rfind("cuda", 0) == 0) {
-    engine->backend_ = makeCudaBackend(engine->config_, engine->weights_->weights(), cudaDeviceIndex(options.device));
+    engine->backend_ = makeCudaBackend(engine->config_, engine->weights_->weights(), cudaDeviceIndex(options.device), options.limits);
   } else {
     throw Error("unsupported device \"" + options.device + "\" (expected cpu, cuda or cuda:N)");
   }

@@ -25,6 +25,7 @@ struct EngineOptions {
   bool enablePrefixCaching = true;
   bool poisonCache = false;  // tests: fill unused cache with NaN
   MlaPath mlaPath = MlaPath::kAuto;
+  StepLimits limits;  // the CUDA workspace is sized for these at load
 };
 
 // One step's work, as the scheduler decided it.

@@ -6,8 +6,8 @@ namespace mla {
 
 bool cudaBackendBuilt() { return true; }
 
-std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& config, const Weights& weights, int device) {
-  return std::make_unique<cuda::CudaBackend>(config, weights, device);
+std::unique_ptr<Backend> makeCudaBackend(const ModelConfig& config, const Weights& weights, int device, const StepLimits& limits) {
+  return std::make_unique<cuda::CudaBackend>(config, weights, device, limits);
 }
 
 }  // namespace mla

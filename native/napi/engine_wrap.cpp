@@ -283,6 +283,13 @@ Napi::Value loadEngine(const Napi::CallbackInfo& info) {
   if (opts.numThreads < 0 || opts.numThreads > 1024) throwType(info.Env(), "options.numThreads must be within [0, 1024]");
   if (opts.numBlocks < 0) throwType(info.Env(), "options.numBlocks must be >= 0");
   if (opts.cacheBytes <= 0) throwType(info.Env(), "options.cacheBytes must be > 0");
+  const int64_t maxTokens = intField(o, "maxNumBatchedTokens", opts.limits.maxTokens);
+  const int64_t maxSeqs = intField(o, "maxNumSeqs", opts.limits.maxSeqs);
+  const int64_t maxLen = intField(o, "maxModelLen", 0);
+  if (maxTokens < 1 || maxTokens > (1 << 24)) throwType(info.Env(), "options.maxNumBatchedTokens must be within [1, 16777216]");
+  if (maxSeqs < 1 || maxSeqs > (1 << 20)) throwType(info.Env(), "options.maxNumSeqs must be within [1, 1048576]");
+  if (maxLen < 0 || maxLen > (1 << 26)) throwType(info.Env(), "options.maxModelLen must be within [0, 67108864]");
+  opts.limits = {static_cast<int>(maxTokens), static_cast<int>(maxSeqs), static_cast<int>(maxLen)};
   return LoadWorker::start(info.Env(), std::move(opts));
 }
 

@@ -2,6 +2,8 @@
 #include <map>
 
 #include "cpu/sampler.h"
+
+#include <cmath>
 #include "harness.h"
 
 using namespace mla;
@@ -26,6 +28,8 @@ TEST(counter_rng_is_deterministic_and_uniform) {
   }
   EXPECT(std::fabs(sum / 100000 - 0.5) < 0.01);
   for (int b : buckets) EXPECT(b > 9500 && b < 10500);
+  // Philox4x32-10, Random123's known answer for counter 0 and key 0: 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
+  EXPECT(cpu::uniformFromCounter(0, 0) == static_cast<double>((0x6627e8d5ull << 32 | 0xe169c58dull) >> 11) / 9007199254740992.0);
 }
 
 TEST(greedy_topk_topp_minp) {

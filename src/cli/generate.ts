@@ -28,6 +28,8 @@ const FLAGS: Record<string, FlagSpec> = {
   ...modelFlags(),
 };
 
+const GENERATE_STEP_TOKENS = 2048;
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -50,7 +52,8 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
   const text = await promptText(v);
   const { dir: modelDir } = await chooseModel(v, undefined, (line) => process.stderr.write(`${line}\n`));
-  const model = await loadModel(modelDir, loadOptionsFrom(v));
+  // One sequence; long prompts are prefilled in chunks of GENERATE_STEP_TOKENS.
+  const model = await loadModel(modelDir, { ...loadOptionsFrom(v), maxNumSeqs: 1, maxNumBatchedTokens: GENERATE_STEP_TOKENS });
   const { tokenizer } = model;
   let promptIds: number[];
   if (text === undefined) {
@@ -88,7 +91,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const engine = new LLMEngine(model.engine, {
     maxModelLen,
     maxNumSeqs: 1,
-    maxNumBatchedTokens: Math.max(2048, promptIds.length),
+    maxNumBatchedTokens: GENERATE_STEP_TOKENS,
     eosTokenIds: model.info.eosTokenIds,
     decode: tokenizer ? (ids) => tokenizer.decode(ids) : null,
   });

@@ -43,12 +43,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const logger = pino({ level: v["log-level"] as string, base: { service: "mla-serve" } });
   const { dir } = await chooseModel(v, positionals[0], (line) => logger.info(line), true);
 
+  const maxNumSeqs = positiveInt(v["max-num-seqs"], "max-num-seqs");
+  const maxNumBatchedTokens = positiveInt(v["max-num-batched-tokens"], "max-num-batched-tokens");
   const model = await loadModel(dir, {
     ...loadOptionsFrom(v),
     enablePrefixCaching: v["enable-prefix-caching"] as boolean,
     chatTemplateFile: v["chat-template"] as string | undefined,
+    maxNumSeqs, maxNumBatchedTokens,
+    maxModelLen: v["max-model-len"] === undefined ? undefined : positiveInt(v["max-model-len"], "max-model-len"),
   });
-  const maxModelLen = v["max-model-len"] === undefined ? model.info.maxPositionEmbeddings : positiveInt(v["max-model-len"], "max-model-len");
+  const maxModelLen = v["max-model-len"] === undefined ? model.info.maxPositionEmbeddings : (v["max-model-len"] as number);
   const names = ((v["served-model-name"] as string | undefined) ?? model.info.name).split(",").map((s) => s.trim()).filter(Boolean);
   const cache = model.engine.cacheInfo();
   const config = model.engine.config();
@@ -63,8 +67,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
 
   const ctx = createServingContext(model, {
     servedModelNames: names, maxModelLen,
-    maxNumSeqs: positiveInt(v["max-num-seqs"], "max-num-seqs"),
-    maxNumBatchedTokens: positiveInt(v["max-num-batched-tokens"], "max-num-batched-tokens"),
+    maxNumSeqs, maxNumBatchedTokens,
     maxQueueLen: positiveInt(v["max-queue-len"], "max-queue-len"),
     logPrompts: v["log-prompts"] as boolean,
   });

@@ -92,6 +92,10 @@ export interface LoadOptions {
   enablePrefixCaching?: boolean;
   poisonCache?: boolean;
   mlaPath?: "auto" | "absorbed" | "expanded";
+  /** The step limits the CUDA workspace is reserved for (the scheduler's): tokens and sequences per step, context length. */
+  maxNumBatchedTokens?: number;
+  maxNumSeqs?: number;
+  maxModelLen?: number;
 }
 
 /** One statistic to accumulate during calibrate() calls. */

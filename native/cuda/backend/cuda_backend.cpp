@@ -1,5 +1,6 @@
 #include "cuda/backend/cuda_backend.h"
 #include "cuda/backend/workspace.h"
+#include "cuda/backend/gpu_probe.h"
 
 #include <algorithm>
 #include <cstring>
@@ -14,9 +15,10 @@
 namespace mla::cuda {
 
 
-CudaBackend::CudaBackend(const ModelConfig& config, const Weights& weights, int device) : config_(config), device_(device) {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) throw Error("--device cuda: no CUDA GPU is visible");
+CudaBackend::CudaBackend(const ModelConfig& config, const Weights& weights, int device, const StepLimits& limits) : config_(config), device_(device) {
+  const GpuProbe probe = probeGpu();
+  if (probe.state != GpuProbe::State::kPresent) throw Error("--device cuda: " + probe.message);
+  const int count = probe.count;
   if (device < 0 || device >= count) throw Error("--device cuda: GPU " + std::to_string(device) + " does not exist");
   MLA_CUDA_CHECK(cudaSetDevice(device));
   if (config.attention == AttentionKind::kLatentGqa) {
@@ -31,6 +33,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const Weights& weights, int 
   gemm_ = makeGemm();
   ws_ = std::make_unique<Workspace>();
   uploadWeights(weights);
+  ws_->reserveFor(config, limits, numSms_);
   const std::vector<double> inv = config.rope.inverseFrequencies();
   inverseFrequencies_.upload(inv, stream_);
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -44,8 +47,9 @@ CudaBackend::~CudaBackend() {
 int64_t CudaBackend::cacheMemoryBudget(double utilization) const {
   size_t freeBytes = 0, totalBytes = 0;
   MLA_CUDA_CHECK(cudaMemGetInfo(&freeBytes, &totalBytes));
-  // Keep room for the step workspace (activations, logits, split-KV partials).
-  const int64_t reserve = static_cast<int64_t>(std::min<size_t>(totalBytes / 20, size_t(2) << 30));
+  // Weights and the step workspace (sized for the step limits) are allocated already; keep a margin
+  // for the CUDA context's own allocations and fragmentation.
+  const int64_t reserve = int64_t(256) << 20;
   const int64_t used = static_cast<int64_t>(totalBytes - freeBytes);
   return std::max<int64_t>(0, static_cast<int64_t>(utilization * static_cast<double>(totalBytes)) - used - reserve);
 }

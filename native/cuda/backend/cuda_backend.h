@@ -27,7 +27,7 @@ struct DeviceLayer {
 
 class CudaBackend : public Backend {
  public:
-  CudaBackend(const ModelConfig& config, const Weights& weights, int device);
+  CudaBackend(const ModelConfig& config, const Weights& weights, int device, const StepLimits& limits);
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }

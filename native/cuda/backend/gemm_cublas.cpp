@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "cuda/backend/device_array.h"
 #include "cuda/backend/gemm.h"
 
 namespace mla::cuda {
@@ -16,7 +17,11 @@ void check(cublasStatus_t s, const char* what) {
 
 class CublasGemm : public Gemm {
  public:
-  CublasGemm() { check(cublasCreate(&handle_), "cublasCreate"); }
+  // cuBLAS gets its workspace up front, so no product allocates device memory during a step.
+  CublasGemm() : workspace_(kWorkspaceBytes) {
+    check(cublasCreate(&handle_), "cublasCreate");
+    check(cublasSetWorkspace(handle_, workspace_.get(), kWorkspaceBytes), "cublasSetWorkspace");
+  }
   ~CublasGemm() override { cublasDestroy(handle_); }
 
   void linear(const bf16* x, int m, int k, const bf16* w, int n, void* y, OutType out, cudaStream_t stream) override {
@@ -51,6 +56,8 @@ class CublasGemm : public Gemm {
   }
 
  private:
+  static constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+  DeviceArray<char> workspace_;
   cublasHandle_t handle_ = nullptr;
 };
 

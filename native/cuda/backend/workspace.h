@@ -1,10 +1,14 @@
 // The CUDA backend's per-step buffers (device), grown on demand. Private to cuda/backend/.
 #pragma once
 #include "cuda/backend/cuda_backend.h"
+#include "mla/backend.h"
 
 namespace mla::cuda {
 
 struct CudaBackend::Workspace {
+  // Reserves every buffer for the largest step within `limits`, so such steps never allocate.
+  void reserveFor(const ModelConfig& c, const StepLimits& limits, int numSms);
+
   // The step's layout.
   DeviceArray<int32_t> tokens, positions, rowSeq, rowLength, blockTables, logitRows;
   DeviceArray<int64_t> slots;

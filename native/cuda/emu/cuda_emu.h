@@ -207,6 +207,10 @@ cudaError_t launch(const char* name, const void* func, dim3 grid, dim3 block, si
 
 // The emulated device's memory: true for host addresses the emulator handed out by cudaMalloc.
 bool isDevicePointer(const void* p);
+// cudaMalloc calls so far (tests: a step within the limits allocates nothing).
+size_t mallocCount();
+// While on, launches check their configuration and run nothing (tests of launch shapes too big to run).
+void setValidateOnly(bool on);
 
 }  // namespace cuemu
 

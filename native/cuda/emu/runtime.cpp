@@ -31,8 +31,10 @@ struct Runtime {
   const size_t memory = envNumber("MLA_EMU_MEMORY_MIB", 16384) << 20;
   std::map<const void*, size_t> allocations;  // base -> bytes
   size_t allocated = 0;
+  size_t mallocs = 0;
   std::map<std::pair<int, const void*>, size_t> sharedOptIn;  // (device, kernel) -> bytes
   cudaError_t sticky = cudaSuccess;
+  bool validateOnly = false;
   std::string failure;  // the message of a failed launch
 };
 
@@ -143,6 +145,16 @@ bool isDevicePointer(const void* p) {
   return static_cast<const char*>(p) < static_cast<const char*>(it->first) + it->second;
 }
 
+void setValidateOnly(bool on) {
+  std::lock_guard<std::mutex> lock(rt().mutex);
+  rt().validateOnly = on;
+}
+
+size_t mallocCount() {
+  std::lock_guard<std::mutex> lock(rt().mutex);
+  return rt().mallocs;
+}
+
 cudaError_t launch(const char* name, const void* func, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t, std::function<void()> body) {
   Runtime& r = rt();
   {
@@ -166,6 +178,10 @@ cudaError_t launch(const char* name, const void* func, dim3 grid, dim3 block, si
     std::fprintf(stderr, "[cuda-emu] %s: %zu bytes of dynamic shared memory on device %d, above its limit of %zu (opt in with cudaFuncSetAttribute)\n",
                  name, sharedBytes, tDevice, limit);
     return fail(cudaErrorInvalidValue);
+  }
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (r.validateOnly) return cudaSuccess;
   }
   static std::mutex launchMutex;  // __shared__ variables are per worker: one launch at a time
   std::lock_guard<std::mutex> serial(launchMutex);
@@ -284,6 +300,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (!p) return fail(cudaErrorMemoryAllocation);
   std::memset(p, 0xFF, rounded);  // uninitialized device memory reads as NaN
   r.allocations[p] = rounded;
+  ++r.mallocs;
   r.allocated += rounded;
   *ptr = p;
   return cudaSuccess;

@@ -42,4 +42,7 @@ bool mlaDecodeSupports(int kvLoraRank, int qkRopeDim);
 // A split count that fills the GPU: enough CTAs for every SM, never more splits than pages.
 int mlaDecodeSplits(int rows, int heads, int maxRowLength, int numSms);
 
+// The most (row, split) pairs of partial results any step of at most maxRows rows can need.
+size_t mlaDecodePartialRows(int maxRows, int heads, int maxRowLength, int numSms);
+
 }  // namespace mla::cuda

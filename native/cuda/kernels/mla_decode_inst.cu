@@ -68,4 +68,15 @@ int mlaDecodeSplits(int rows, int heads, int maxRowLength, int numSms) {
   return splits > 64 ? 64 : (splits < 1 ? 1 : splits);
 }
 
+size_t mlaDecodePartialRows(int maxRows, int heads, int maxRowLength, int numSms) {
+  // Splits only happen while rows x head groups < 2 SMs, so a few hundred row counts cover it.
+  size_t most = 0;
+  const int last = maxRows < 4 * numSms + 1 ? maxRows : 4 * numSms + 1;
+  for (int rows = 1; rows <= last; ++rows) {
+    const int splits = mlaDecodeSplits(rows, heads, maxRowLength, numSms);
+    if (splits > 1 && static_cast<size_t>(rows) * splits > most) most = static_cast<size_t>(rows) * splits;
+  }
+  return most;
+}
+
 }  // namespace mla::cuda

@@ -7,6 +7,8 @@
 //   O += P V  [16 x L]: warp w owns columns [w L/4, (w+1) L/4); V is the page's c_kv part
 // Entries past a row's length are never read (the pool's unused slots may hold anything).
 #pragma once
+#include <atomic>
+
 #include "cuda/kernels/mla_decode.cuh"
 #include "cuda/ptx.cuh"
 
@@ -49,7 +51,7 @@ __global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p
   float* sRowM = sSum + kWarps * kHeadsPerCta;        // [16] running max
   float* sRowL = sRowM + kHeadsPerCta;                // [16] running sum
 
-  const int split = blockIdx.x, headBase = blockIdx.y * kHeadsPerCta, row = blockIdx.z;
+  const int split = blockIdx.x % p.numSplits, row = blockIdx.x / p.numSplits, headBase = blockIdx.y * kHeadsPerCta;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int length = p.rowLength[row];
   const int32_t* table = p.blockTables + static_cast<size_t>(p.rowSeq[row]) * p.maxBlocksPerSeq;
@@ -226,12 +228,17 @@ __global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p
 template <int L, int R>
 void launchMlaDecode(const MlaDecodeParams& p, cudaStream_t stream) {
   const size_t bytes = Shared<L, R>::kBytes;
-  static bool configured = false;  // one attribute call per instantiation
-  if (!configured) {
+  // The shared-memory opt-in is per device: once per instantiation and device.
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  MLA_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t(1) << (device & 63);
+  if (!(configured.load() & bit)) {
     MLA_CUDA_CHECK(cudaFuncSetAttribute(mlaDecodeKernel<L, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-    configured = true;
+    configured.fetch_or(bit);
   }
-  dim3 grid(p.numSplits, (p.heads + kHeadsPerCta - 1) / kHeadsPerCta, p.rows);
+  // Rows and splits share grid.x (up to 2^31 - 1): grid.y and grid.z stop at 65,535.
+  dim3 grid(p.rows * p.numSplits, (p.heads + kHeadsPerCta - 1) / kHeadsPerCta);
   const auto kernel = mlaDecodeKernel<L, R>;
   MLA_LAUNCH(kernel, grid, kWarps * 32, bytes, stream, p);
   MLA_CUDA_CHECK(cudaGetLastError());

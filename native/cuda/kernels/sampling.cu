@@ -1,6 +1,7 @@
 #include <climits>
 
 #include "cuda/kernels/sampling.cuh"
+#include "mla/philox.h"
 #include "cuda/device.cuh"
 
 namespace mla::cuda {
@@ -9,12 +10,6 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kMaxTop = 20;
-
-__host__ __device__ inline void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
-  const uint64_t p = static_cast<uint64_t>(a) * b;
-  hi = static_cast<uint32_t>(p >> 32);
-  lo = static_cast<uint32_t>(p);
-}
 
 struct ArgMax {
   float value;
@@ -129,7 +124,7 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     if (topP < 1.0f) tau = searchThreshold(__float_as_uint(tau), __float_as_uint(1.0f), topP * kept * (1.0 - 1e-7), mass);
     const double total = mass(tau);
     // Inverse CDF in index order over the kept tokens, with a block-wide running prefix sum.
-    const double goal = philoxUniform(p.seed[r], p.counter[r]) * total;
+    const double goal = mla::philoxUniform(p.seed[r], p.counter[r]) * total;
     if (tid == 0) pick = INT_MAX;
     double base = 0.0;
     __syncthreads();
@@ -179,25 +174,6 @@ __global__ void targetLogprobKernel(const float* logits, const int32_t* targets,
 }
 
 }  // namespace
-
-__host__ __device__ double philoxUniform(uint64_t seed, uint64_t counter) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    uint32_t hi0, lo0, hi1, lo1;
-    mulhilo(0xD2511F53u, c0, hi0, lo0);
-    mulhilo(0xCD9E8D57u, c2, hi1, lo1);
-    const uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0;
-    c1 = n1;
-    c2 = n2;
-    c3 = n3;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  const uint64_t bits = (static_cast<uint64_t>(c0) << 32 | c1) >> 11;
-  return static_cast<double>(bits) * (1.0 / 9007199254740992.0);
-}
 
 void sampleTokens(const SamplingKernelParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;

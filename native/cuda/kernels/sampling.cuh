@@ -1,5 +1,5 @@
 // Sampling on the GPU, one block per row: penalties, temperature, top-k, top-p, min-p, a seeded
-// Philox draw (or greedy), the sampled token's raw log-prob and the top raw log-probs.
+// Philox draw (mla/philox.h, as the CPU sampler; or greedy), the sampled token's raw log-prob and the top raw log-probs.
 #pragma once
 #include <cstdint>
 
@@ -36,8 +36,5 @@ void sampleTokens(const SamplingKernelParams& p, cudaStream_t stream);
 
 // out[r] = log softmax(logits[r])[targets[r]]
 void targetLogprobs(const float* logits, const int32_t* targets, int rows, int vocab, float* out, cudaStream_t stream);
-
-// The uniform double in [0, 1) of Philox4x32-10 keyed by seed at position counter (also for tests).
-__host__ __device__ double philoxUniform(uint64_t seed, uint64_t counter);
 
 }  // namespace mla::cuda

@@ -18,6 +18,14 @@ class ActivationObserver {
   virtual void observe(int layer, const std::string& point, const float* x, int rows, int cols) = 0;
 };
 
+// The largest step a backend must run without allocating (the scheduler's limits): tokens and
+// sequences per step, and the context length (block-table width, penalty history).
+struct StepLimits {
+  int maxTokens = 2048;
+  int maxSeqs = 256;
+  int maxModelLen = 0;  // 0: the model's max_position_embeddings
+};
+
 struct ForwardOptions {
   MlaPath mlaPath = MlaPath::kAuto;
   ActivationObserver* observer = nullptr;  // may be null

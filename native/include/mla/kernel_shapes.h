@@ -10,7 +10,7 @@ struct MlaKernelShape {
   int qkRopeDim;
 };
 
-// Every rank is a multiple of 32 (the kernel's latent tile); RoPE parts of 32 or 64 dims.
+// Every rank is a multiple of 32 (the kernel's latent tile); RoPE parts of 16, 32 or 64 dims.
 #define MLA_FOR_EACH_DECODE_SHAPE(X) \
   X(512, 64)                         \
   X(448, 64)                         \
@@ -24,7 +24,8 @@ struct MlaKernelShape {
   X(256, 32)                         \
   X(128, 32)                         \
   X(64, 32)                          \
-  X(32, 32)
+  X(32, 32)                          \
+  X(64, 16)
 
 #define MLA_DECODE_SHAPE_ENTRY(L, R) {L, R},
 inline constexpr MlaKernelShape kMlaDecodeShapes[] = {MLA_FOR_EACH_DECODE_SHAPE(MLA_DECODE_SHAPE_ENTRY)};

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "cuda/backend/device_array.h"
+#include "cuda/backend/gpu_probe.h"
 
 namespace gpu {
 
@@ -17,14 +18,13 @@ using mla::cuda::DeviceArray;
 // Exits 77 (ctest's skip code) when the machine has no GPU; any other CUDA error (a driver too old
 // for this toolkit, say) is a failure with its message, so a broken machine does not look green.
 inline void requireGpu() {
-  int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
-  if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
-    std::printf("SKIP: no CUDA GPU present\n");
+  const mla::cuda::GpuProbe probe = mla::cuda::probeGpu();
+  if (probe.state == mla::cuda::GpuProbe::State::kNoGpu) {
+    std::printf("SKIP: %s\n", probe.message.c_str());
     std::exit(77);
   }
-  if (e != cudaSuccess) {
-    std::printf("FAIL: cudaGetDeviceCount: %s (error %d)\n", cudaGetErrorString(e), static_cast<int>(e));
+  if (probe.state == mla::cuda::GpuProbe::State::kBroken) {
+    std::printf("FAIL: %s\n", probe.message.c_str());
     std::exit(1);
   }
 }
