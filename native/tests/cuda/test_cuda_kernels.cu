@@ -44,7 +44,7 @@ TEST(rmsnorm_residual) {
   }
 }
 
-TEST(embedding_swiglu_gather) {
+TEST(embedding_and_swiglu) {
   const int vocab = 300, hidden = 96, n = 5, ffn = 40;
   auto e = randn(static_cast<size_t>(vocab) * hidden);
   auto eb = roundBf16(e);
@@ -65,6 +65,74 @@ TEST(embedding_swiglu_gather) {
   upload(dgu, gu);
   cuda::swiglu(dgu.get(), n, ffn, dout.get(), nullptr);
   EXPECT(normErr(downloadBf16(dout, ref.size()), ref) < 1e-2);
+}
+
+TEST(bias_conversion_and_row_gathers) {
+  const int n = 7, cols = 300;
+  auto x = randn(static_cast<size_t>(n) * cols), bias = randn(cols);
+  DeviceArray<float> dx, db, dg(3 * cols);
+  DeviceArray<bf16> dh(x.size()), dgh(3 * cols);
+  DeviceArray<int32_t> drows;
+  upload(dx, x);
+  upload(db, bias);
+  cuda::addBias(dx.get(), db.get(), n, cols, nullptr);
+  std::vector<float> ref = x;
+  for (int i = 0; i < n; ++i) for (int j = 0; j < cols; ++j) ref[i * cols + j] += bias[j];
+  EXPECT(download(dx, x.size()) == ref);
+  cuda::toBf16(dx.get(), x.size(), dh.get(), nullptr);
+  std::vector<float> rounded = ref;
+  roundBf16(rounded);
+  EXPECT(downloadBf16(dh, x.size()) == rounded);  // round to nearest even, bit for bit
+  const std::vector<int32_t> rows = {6, 0, 6};
+  upload(drows, rows);
+  cuda::gatherRows(dx.get(), drows.get(), 3, cols, dg.get(), nullptr);
+  cuda::gatherRowsBf16(dh.get(), drows.get(), 3, cols, dgh.get(), nullptr);
+  const auto g = download(dg, 3 * cols), gh = downloadBf16(dgh, 3 * cols);
+  for (int r = 0; r < 3; ++r)
+    for (int j = 0; j < cols; ++j) {
+      EXPECT(g[r * cols + j] == ref[rows[r] * cols + j]);
+      EXPECT(gh[r * cols + j] == rounded[rows[r] * cols + j]);
+    }
+}
+
+TEST(gqa_rope_cache_against_cpu) {
+  const int T = 4, H = 6, Hkv = 2, D = 64;
+  RopeConfig rope;
+  rope.dim = D;
+  rope.interleaved = false;  // Llama's half rotation
+  const auto inv = rope.inverseFrequencies();
+  const int width = (H + 2 * Hkv) * D;
+  auto qkv = randn(static_cast<size_t>(T) * width);
+  std::vector<int32_t> positions = {0, 7, 64, 4000};
+  std::vector<int64_t> slots = {5, 0, 2, 8};
+  DeviceArray<float> dqkv;
+  DeviceArray<double> dinv;
+  DeviceArray<int32_t> dpos;
+  DeviceArray<int64_t> dslots;
+  DeviceArray<bf16> dq(static_cast<size_t>(T) * H * D), dcache(9 * 2 * Hkv * D);
+  upload(dqkv, qkv);
+  upload(dinv, inv);
+  upload(dpos, positions);
+  upload(dslots, slots);
+  cuda::GqaRopeCacheParams p;
+  p.qkv = dqkv.get(); p.tokens = {dpos.get(), dslots.get()}; p.rope = {dinv.get(), D, false};
+  p.numTokens = T; p.numHeads = H; p.numKvHeads = Hkv; p.headDim = D; p.q = dq.get(); p.cache = dcache.get();
+  cuda::gqaRopeCache(p, nullptr);
+  const auto q = downloadBf16(dq, static_cast<size_t>(T) * H * D), cache = downloadBf16(dcache, 9 * 2 * Hkv * D);
+  std::vector<float> refQ(q.size()), refE(static_cast<size_t>(T) * 2 * Hkv * D), gotE(refE.size());
+  for (int t = 0; t < T; ++t) {
+    const float* src = &qkv[static_cast<size_t>(t) * width];
+    for (int h = 0; h < H + Hkv; ++h) {
+      std::vector<float> v(src + h * D, src + (h + 1) * D);
+      cpu::applyRope(v.data(), positions[t], rope, inv.data());
+      if (h < H) std::copy(v.begin(), v.end(), &refQ[(static_cast<size_t>(t) * H + h) * D]);
+      else std::copy(v.begin(), v.end(), &refE[(static_cast<size_t>(t) * 2 * Hkv + h - H) * D]);
+    }
+    std::copy_n(src + (H + Hkv) * D, Hkv * D, &refE[(static_cast<size_t>(t) * 2 * Hkv + Hkv) * D]);  // V: no rotation
+    std::copy_n(&cache[slots[t] * 2 * Hkv * D], 2 * Hkv * D, &gotE[static_cast<size_t>(t) * 2 * Hkv * D]);
+  }
+  EXPECT_MSG(normErr(q, refQ) < 1e-2, "q %g", normErr(q, refQ));
+  EXPECT_MSG(normErr(gotE, refE) < 1e-2, "cache %g", normErr(gotE, refE));
 }
 
 TEST(mla_rope_cache_against_cpu) {
@@ -112,6 +180,10 @@ TEST(mla_rope_cache_against_cpu) {
     }
     EXPECT_MSG(normErr(gotEntry, refEntry) < 1e-2, "cache entries (norm %d): %g", withNorm, normErr(gotEntry, refEntry));
     EXPECT(normErr(qr, refQr) < 1e-2);
+    std::vector<float> refQn(static_cast<size_t>(T) * H * N);
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h) std::copy_n(&q[(t * H + h) * (N + R)], N, &refQn[(t * H + h) * N]);
+    EXPECT(normErr(downloadBf16(dqn, refQn.size()), refQn) < 1e-2);
   }
 }
 
