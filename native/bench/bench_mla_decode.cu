@@ -1,6 +1,7 @@
 // MLA decode kernel benchmark (no Node, no cuBLAS): batch x context x heads with the 512 + 64
-// latent, time per call, GB/s of latent cache and query read, and the ratio to a device-to-device
-// copy measured in the same run.   bench_mla_decode [--quick]
+// latent, time per call (schedule, attention, combine), GB/s of what must move (the latent cache
+// once per 64 heads, queries and outputs), and the ratio to a device-to-device copy measured in
+// the same run.   bench_mla_decode [--quick]   (--quick: batch 64 x 8K x 32 heads only)
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -47,13 +48,13 @@ int main(int argc, char** argv) {
   cudaEventSynchronize(e1);
   const double copyGBs = 2.0 * copyBytes * 10 / (timeMs(e0, e1) / 1e3) / 1e9;
   std::printf("%s, %d SMs; device-to-device copy: %.0f GB/s (read + write)\n\n", prop.name, prop.multiProcessorCount, copyGBs);
-  std::printf("heads | batch | context | splits | time us | GB/s | vs copy\n------|-------|---------|--------|---------|------|--------\n");
+  std::printf("heads | batch | context | tiles | ctas | time us | GB/s | vs copy\n------|-------|---------|-------|------|---------|------|--------\n");
 
   std::mt19937 rng(1);
   for (int heads : {16, 32, 128}) {
     for (int batch : {1, 8, 32, 64, 128}) {
       for (int ctx : {1024, 4096, 8192, 32768}) {
-        if (quick && !(batch == 64 && ctx == 8192)) continue;
+        if (quick && !(batch == 64 && ctx == 8192 && heads == 32)) continue;
         const size_t blocksPerSeq = ctx / kMlaBlockSize, blocks = blocksPerSeq * batch;
         const size_t cacheBytes = blocks * kMlaBlockSize * E * sizeof(uint16_t);
         if (cacheBytes > prop.totalGlobalMem / 2) continue;
@@ -65,25 +66,30 @@ int main(int argc, char** argv) {
         std::vector<int32_t> tables(blocks);
         std::iota(tables.begin(), tables.end(), 0);
         std::shuffle(tables.begin(), tables.end(), rng);  // pages scattered as a paged pool holds them
-        std::vector<int32_t> rowSeq(batch), rowLen(batch, ctx);
-        std::iota(rowSeq.begin(), rowSeq.end(), 0);
-        DeviceArray<int32_t> dt, ds, dl;
+        std::vector<int32_t> rowLen(batch, ctx);
+        std::vector<MlaSeqRows> seqs;
+        for (int b = 0; b < batch; ++b) seqs.push_back({b, b, 1});
+        const std::vector<MlaTile> tiles = mlaTiles(seqs, rowLen.data(), heads);
+        const int ctas = mlaDecodeCtas(L, R, prop.multiProcessorCount);
+        DeviceArray<int32_t> dt, dl, dstart(tiles.size() + 1), dsplits(tiles.size()), dslot(tiles.size());
+        DeviceArray<MlaTile> dtiles;
+        DeviceArray<MlaWorkSpan> dspans(static_cast<size_t>(ctas));
         dt.upload(tables, nullptr);
-        ds.upload(rowSeq, nullptr);
         dl.upload(rowLen, nullptr);
+        dtiles.upload(tiles, nullptr);
         MlaDecodeParams p;
         p.qLatent = q.get();
         p.qRope = qr.get();
         p.cache = cache.get();
         p.blockTables = dt.get();
-        p.rowSeq = ds.get();
         p.rowLength = dl.get();
-        p.rows = batch;
+        p.tiles = dtiles.get();
+        p.numTiles = static_cast<int>(tiles.size());
         p.heads = heads;
         p.maxBlocksPerSeq = static_cast<int>(blocksPerSeq);
         p.scale = 0.0722f;
-        p.numSplits = mlaDecodeSplits(batch, heads, ctx, prop.multiProcessorCount);
-        DeviceArray<float> po(static_cast<size_t>(batch) * p.numSplits * heads * L), pl(static_cast<size_t>(batch) * p.numSplits * heads);
+        p.schedule = {dspans.get(), dstart.get(), dsplits.get(), dslot.get(), ctas};
+        DeviceArray<float> po(mlaPartialSlots(ctas) * kMlaTileRows * L), pl(mlaPartialSlots(ctas) * kMlaTileRows);
         p.partialOut = po.get();
         p.partialLse = pl.get();
         p.out = out.get();
@@ -94,9 +100,11 @@ int main(int argc, char** argv) {
         cudaEventRecord(e1);
         cudaEventSynchronize(e1);
         const double us = timeMs(e0, e1) * 1e3 / iters;
-        const double bytes = static_cast<double>(cacheBytes) + static_cast<double>(batch) * heads * E * 2;
+        // Bytes that must move: the latent cache once, the queries in, the outputs out (the schedule
+        // reads each page once per tile, i.e. once per 64 heads).
+        const double bytes = static_cast<double>(cacheBytes) * ((heads + kMlaTileRows - 1) / kMlaTileRows) + static_cast<double>(batch) * heads * (E + L) * 2;
         const double gbs = bytes / (us / 1e6) / 1e9;
-        std::printf("%5d | %5d | %7d | %6d | %7.1f | %4.0f | %5.1f%%\n", heads, batch, ctx, p.numSplits, us, gbs, 100.0 * gbs / copyGBs);
+        std::printf("%5d | %5d | %7d | %5d | %4d | %7.1f | %4.0f | %5.1f%%\n", heads, batch, ctx, p.numTiles, ctas, us, gbs, 100.0 * gbs / copyGBs);
       }
     }
   }

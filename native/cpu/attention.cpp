@@ -60,17 +60,6 @@ void expandRows(const Matrix& w, int firstRow, int count, const float* latent, f
 
 }  // namespace
 
-bool absorbedIsCheaper(const ModelConfig& c, int numNewTokens, int contextLength) {
-  if (numNewTokens == 1) return true;  // decode: the latent cache is read once for all heads
-  // Per head, multiply-adds: absorbed attends in latent space (kv_lora + rope for scores, kv_lora for
-  // values); expanded first decompresses every context token through kv_b_proj.
-  const double L = c.kvLoraRank, R = c.qkRopeHeadDim, N = c.qkNopeHeadDim, V = c.vHeadDim;
-  const double T = numNewTokens, C = contextLength;
-  const double absorbed = T * (N * L + V * L) + T * C * (L + R + L);
-  const double expanded = C * (N + V) * L + T * C * (N + R + V);
-  return absorbed <= expanded;
-}
-
 void gqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                   const PagedLayer& cache, float* out) {
   const std::vector<TokenRef> refs = tokenRefs(batch);

@@ -5,6 +5,7 @@
 #include "core/thread_pool.h"
 #include "mla/batch.h"
 #include "mla/config.h"
+#include "mla/mla_path.h"
 #include "model/weights.h"
 
 namespace mla::cpu {
@@ -45,7 +46,6 @@ void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardB
 void mlaExpandedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                           const Matrix& kvB, const PagedLayer& cache, float* out);
 
-// Whether the absorbed form is cheaper for this sequence slice (decode always is).
-bool absorbedIsCheaper(const ModelConfig& c, int numNewTokens, int contextLength);
+
 
 }  // namespace mla::cpu

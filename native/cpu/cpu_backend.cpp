@@ -119,9 +119,7 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
   absorbed.seqs.clear();
   expanded.seqs.clear();
   for (const SeqSlice& seq : batch.seqs) {
-    const bool useAbsorbed = path == MlaPath::kAbsorbed ||
-                             (path == MlaPath::kAuto && absorbedIsCheaper(c, seq.numTokens, seq.start + seq.numTokens));
-    (useAbsorbed ? absorbed : expanded).seqs.push_back(seq);
+    (useAbsorbed(path, c, seq.numTokens, seq.start + seq.numTokens) ? absorbed : expanded).seqs.push_back(seq);
   }
   if (!absorbed.seqs.empty()) mlaAbsorbedAttention(pool_, c, absorbed, q.data(), w.kvB, cache, out);
   if (!expanded.seqs.empty()) mlaExpandedAttention(pool_, c, expanded, q.data(), w.kvB, cache, out);

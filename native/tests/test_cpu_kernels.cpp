@@ -267,9 +267,9 @@ TEST(mla_cost_model_picks_absorbed_for_decode) {
   ModelConfig c;
   c.attention = AttentionKind::kMla;
   c.numHeads = 32; c.qkNopeHeadDim = 128; c.qkRopeHeadDim = 64; c.vHeadDim = 128; c.kvLoraRank = 512;
-  EXPECT(cpu::absorbedIsCheaper(c, 1, 1));
-  EXPECT(cpu::absorbedIsCheaper(c, 1, 32768));
-  EXPECT(!cpu::absorbedIsCheaper(c, 4096, 4096));
+  EXPECT(absorbedIsCheaper(c, 1, 1));
+  EXPECT(absorbedIsCheaper(c, 1, 32768));
+  EXPECT(!absorbedIsCheaper(c, 4096, 4096));
 }
 
 RUN_TESTS()

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "mla/mla_path.h"
 #include "cuda/kernels/elementwise.cuh"
 #include "cuda/kernels/gqa_attention.cuh"
 #include "cuda/kernels/mla_decode.cuh"
@@ -198,24 +199,8 @@ void CudaBackend::attentionMla(int l, int T) {
   absorb.batch = H;
   gemm_->batched(absorb, stream_);
 
-  MlaDecodeParams dp;
-  dp.qLatent = w.qLatent.get();
-  dp.qRope = w.qRope.get();
-  dp.cache = cacheLayer(l);
-  dp.blockTables = w.blockTables.get();
-  dp.rowSeq = w.rowSeq.get();
-  dp.rowLength = w.rowLength.get();
-  dp.rows = T;
-  dp.heads = H;
-  dp.maxBlocksPerSeq = w.maxBlocksPerSeq;
-  dp.scale = c.softmaxScale;
-  dp.numSplits = mlaDecodeSplits(T, H, w.maxRowLength, numSms_);
-  if (dp.numSplits > 1) {
-    dp.partialOut = w.partialOut.reserve(static_cast<size_t>(T) * dp.numSplits * H * L);
-    dp.partialLse = w.partialLse.reserve(static_cast<size_t>(T) * dp.numSplits * H);
-  }
-  dp.out = w.outLatent.reserve(static_cast<size_t>(T) * H * L);
-  mlaDecode(dp, L, R, stream_);
+  w.outLatent.reserve(static_cast<size_t>(T) * H * L);
+  if (w.numTiles > 0) mlaDecodeScheduled(mlaParams(l), L, R, stream_);
 
   // out[t, h, :] = W_UV_h · out_latent[t, h, :], W_UV_h = kv_b rows [h (N+V) + N, (h+1)(N+V)).
   BatchedProduct expand;
@@ -235,6 +220,29 @@ void CudaBackend::attentionMla(int l, int T) {
   expand.k = L;
   expand.batch = H;
   gemm_->batched(expand, stream_);
+  // Rows of sequences in expanded form: computed apart, over the rows the products above wrote.
+  for (const SeqSlice& s : w.expanded) attentionExpanded(l, s);
+}
+
+MlaDecodeParams CudaBackend::mlaParams(int l) const {
+  const ModelConfig& c = config_;
+  Workspace& w = *ws_;
+  MlaDecodeParams p;
+  p.qLatent = w.qLatent.get();
+  p.qRope = w.qRope.get();
+  p.cache = cacheLayer(l);
+  p.blockTables = w.blockTables.get();
+  p.rowLength = w.rowLength.get();
+  p.tiles = w.tiles.get();
+  p.numTiles = w.numTiles;
+  p.heads = c.numHeads;
+  p.maxBlocksPerSeq = w.maxBlocksPerSeq;
+  p.scale = c.softmaxScale;
+  p.schedule = {w.spans.get(), w.tileStart.get(), w.tileSplits.get(), w.tileSlot.get(), w.numCtas};
+  p.partialOut = w.partialOut.get();
+  p.partialLse = w.partialLse.get();
+  p.out = w.outLatent.get();
+  return p;
 }
 
 void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
@@ -250,7 +258,6 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
   int maxBlocks = 1;
   for (const SeqSlice& s : batch.seqs) maxBlocks = std::max(maxBlocks, s.numBlocks);
   std::vector<int32_t> tables(batch.seqs.size() * static_cast<size_t>(maxBlocks), numBlocks_);  // unused: out of range
-  w.maxRowLength = 0;
   for (size_t si = 0; si < batch.seqs.size(); ++si) {
     const SeqSlice& s = batch.seqs[si];
     std::copy_n(s.blockTable, s.numBlocks, tables.begin() + static_cast<long>(si * maxBlocks));
@@ -260,7 +267,6 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
       rowSeq[row] = static_cast<int32_t>(si);
       rowLength[row] = pos + 1;
       slots[row] = static_cast<int64_t>(s.blockTable[pos / blockSize_]) * blockSize_ + pos % blockSize_;
-      w.maxRowLength = std::max(w.maxRowLength, pos + 1);
     }
   }
   w.maxBlocksPerSeq = maxBlocks;
@@ -270,6 +276,25 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
   w.rowLength.upload(rowLength, stream_);
   w.slots.upload(slots, stream_);
   w.blockTables.upload(tables, stream_);
+  if (c.isMla()) {
+    // Each sequence goes absorbed or expanded by the rule both backends follow (mla/mla_path.h);
+    // the absorbed ones' tiles and their schedule serve every layer of the step.
+    std::vector<MlaSeqRows> seqRows;
+    w.expanded.clear();
+    for (size_t si = 0; si < batch.seqs.size(); ++si) {
+      const SeqSlice& s = batch.seqs[si];
+      const int context = s.start + s.numTokens;
+      if (!useAbsorbed(options.mlaPath, c, s.numTokens, context) && expandedFits(context)) w.expanded.push_back(s);
+      else seqRows.push_back({static_cast<int>(si), s.tokenOffset, s.numTokens});
+    }
+    const std::vector<MlaTile> tiles = mlaTiles(seqRows, rowLength.data(), c.numHeads);
+    w.numTiles = static_cast<int>(tiles.size());
+    w.tiles.upload(tiles, stream_);
+    w.tileStart.reserve(tiles.size() + 1);
+    w.tileSplits.reserve(tiles.size());
+    w.tileSlot.reserve(tiles.size());
+    mlaSchedule(mlaParams(0), stream_);
+  }
 
   float* x = w.x.reserve(static_cast<size_t>(T) * hidden);
   float* delta = w.delta.reserve(static_cast<size_t>(T) * hidden);

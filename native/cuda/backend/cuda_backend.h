@@ -6,6 +6,7 @@
 
 #include "cuda/backend/device_array.h"
 #include "cuda/backend/gemm.h"
+#include "cuda/kernels/mla_decode.cuh"
 #include "mla/backend.h"
 #include "model/weights.h"
 
@@ -46,6 +47,10 @@ class CudaBackend : public Backend {
   void uploadWeights(const Weights& w);
   void attentionGqa(int layer, int T);
   void attentionMla(int layer, int T);
+  MlaDecodeParams mlaParams(int layer) const;
+  // One sequence's attention in expanded form (cuda_mla_expanded.cpp), into its rows of ws.attn.
+  void attentionExpanded(int layer, const SeqSlice& seq);
+  bool expandedFits(int contextLength) const;
   void observe(ActivationObserver* observer, int layer, const char* point, const void* device, bool isBf16, int rows, int cols);
   bf16* cacheLayer(int layer) const;
   // Logits of logit rows [first, first + count) into ws.logits.

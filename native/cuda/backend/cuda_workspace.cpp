@@ -44,9 +44,25 @@ void CudaBackend::Workspace::reserveFor(const ModelConfig& c, const StepLimits& 
     qRope.reserve(T * H * R);
     qLatent.reserve(T * H * L);
     outLatent.reserve(T * H * L);
-    const size_t partialRows = mlaDecodePartialRows(static_cast<int>(T), c.numHeads, maxLen, numSms);
-    partialOut.reserve(std::max<size_t>(1, partialRows * H * L));
-    partialLse.reserve(std::max<size_t>(1, partialRows * H));
+    numCtas = mlaDecodeCtas(c.kvLoraRank, c.qkRopeHeadDim, numSms);
+    const size_t maxTiles = mlaMaxTiles(static_cast<int>(T), static_cast<int>(S), c.numHeads);
+    tiles.reserve(maxTiles);
+    tileStart.reserve(maxTiles + 1);
+    tileSplits.reserve(maxTiles);
+    tileSlot.reserve(maxTiles);
+    spans.reserve(static_cast<size_t>(numCtas));
+    partialOut.reserve(mlaPartialSlots(numCtas) * kMlaTileRows * L);
+    partialLse.reserve(mlaPartialSlots(numCtas) * kMlaTileRows);
+    // Expanded prefill: contexts up to one step's tokens (a prompt's first chunk); longer ones go absorbed.
+    expandedMaxContext = static_cast<int>(T);
+    const size_t C = T, qk = N + R, chunk = static_cast<size_t>(expandedQueryChunk(c, static_cast<int>(C)));
+    expSlots.reserve(C);
+    expLatent.reserve(C * (L + R));
+    expK.reserve(C * H * qk);
+    expV.reserve(C * H * static_cast<size_t>(c.vHeadDim));
+    expQ.reserve(T * H * qk);
+    expS.reserve(H * std::min(chunk, T) * C);
+    expP.reserve(H * std::min(chunk, T) * C);
   } else {
     const size_t D = static_cast<size_t>(c.headDim);
     proj.reserve(T * (H + 2 * static_cast<size_t>(c.numKvHeads)) * D);

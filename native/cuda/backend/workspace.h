@@ -1,6 +1,7 @@
 // The CUDA backend's per-step buffers (device), grown on demand. Private to cuda/backend/.
 #pragma once
 #include "cuda/backend/cuda_backend.h"
+#include "cuda/kernels/mla_decode.cuh"
 #include "mla/backend.h"
 
 namespace mla::cuda {
@@ -13,7 +14,19 @@ struct CudaBackend::Workspace {
   DeviceArray<int32_t> tokens, positions, rowSeq, rowLength, blockTables, logitRows;
   DeviceArray<int64_t> slots;
   int maxBlocksPerSeq = 1;
-  int maxRowLength = 0;
+  // MLA: the step's tiles and their schedule on the persistent grid (one per step, all layers).
+  DeviceArray<MlaTile> tiles;
+  DeviceArray<MlaWorkSpan> spans;
+  DeviceArray<int32_t> tileStart, tileSplits, tileSlot;
+  int numTiles = 0, numCtas = 0;
+  // MLA expanded prefill (sequences the cost rule sends there, context up to expandedMaxContext).
+  std::vector<SeqSlice> expanded;
+  DeviceArray<bf16> expLatent, expK, expV, expQ, expP;
+  DeviceArray<float> expS;
+  DeviceArray<int32_t> expSlots;
+  int expandedMaxContext = 0;
+  // Query tokens per block of scores for a context of `contextLength` keys.
+  static int expandedQueryChunk(const ModelConfig& c, int contextLength);
   // Activations.
   DeviceArray<float> x, delta, proj, kva, qa, gateUp, partialOut, partialLse, logits;
   DeviceArray<bf16> h, attn, q, qNope, qRope, qLatent, outLatent, ffn, qaNormed, finalHidden;

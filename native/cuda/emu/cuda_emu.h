@@ -181,6 +181,14 @@ template <typename F>
 cudaError_t cudaFuncSetAttribute(F* func, cudaFuncAttribute attr, int value) {
   return cudaFuncSetAttributeImpl(reinterpret_cast<const void*>(func), attr, value);
 }
+// Blocks per SM as an H100/H200 would hold them by threads and shared memory (registers not modeled).
+template <typename F>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, F*, int blockSize, size_t sharedBytes) {
+  const size_t bySmem = sharedBytes ? (233472 / (sharedBytes + 1024)) : 32;  // an SM's 228 KiB, 1 KiB reserved per block
+  const size_t byThreads = blockSize > 0 ? 2048 / static_cast<size_t>(blockSize) : 0;
+  *blocks = static_cast<int>(bySmem < byThreads ? bySmem : byThreads);
+  return cudaSuccess;
+}
 
 namespace cuemu {
 

@@ -22,7 +22,8 @@ size_t envNumber(const char* name, size_t fallback) {
 }
 
 constexpr size_t kDefaultSharedLimit = 48 * 1024;
-constexpr size_t kOptInSharedLimit = 227 * 1024;  // H100/H200: 232,448 bytes per block
+// H100/H200: 227 KiB (232,448 bytes) per block; MLA_EMU_SHARED_OPTIN_KIB=163 is an A100.
+const size_t kOptInSharedLimit = envNumber("MLA_EMU_SHARED_OPTIN_KIB", 227) * 1024;
 
 struct Runtime {
   std::mutex mutex;

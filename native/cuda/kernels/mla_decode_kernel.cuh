@@ -1,247 +1,266 @@
 // The MLA decode kernel body (a template over the latent rank L and RoPE width R). Included by
 // mla_decode_inst.cu only, which instantiates it for every shape in mla/kernel_shapes.h.
 //
-// One CTA = one query row x 16 heads x one KV range; 4 warps. Per 64-key page:
-//   S = Q Kᵀ  [16 x 64]: warp w computes keys 16w..16w+15 with mma.m16n8k16 (bf16 in, fp32 acc)
-//   online softmax (row max and sum across warps through shared memory), P to shared as bf16
-//   O += P V  [16 x L]: warp w owns columns [w L/4, (w+1) L/4); V is the page's c_kv part
-// Entries past a row's length are never read (the pool's unused slots may hold anything).
+// A persistent CTA of 8 warps works through its span of (tile, chunk) pairs. Warp w owns tile rows
+// 16 (w % 4) .. + 15 and half h = w / 4 of the keys of S and of the columns of O:
+//   chunk of 32 keys [c_kv | k_pe] -> shared memory by cp.async, three stages (two in flight);
+//   S = Q Kᵀ [16 x 16] per warp: mma.m16n8k16, Q and K fragments by ldmatrix;
+//   online softmax: row maxima and sums of the two halves meet in shared memory; P -> shared (bf16);
+//   O += P V [16 x L/2] per warp: V is the c_kv part of the same shared rows, fragments by ldmatrix.trans.
+// Keys past a tile's length are zero-filled by the copy (never read from the pool), keys past a
+// row's own causal length are masked, and rows past the tile's rows are zero and never written.
 #pragma once
-#include <atomic>
-
 #include "cuda/kernels/mla_decode.cuh"
 #include "cuda/ptx.cuh"
 
 namespace mla::cuda::detail {
 
-constexpr int kHeadsPerCta = 16;
-constexpr int kWarps = 4;
-constexpr int kPad = 8;  // bf16 padding per shared row against bank conflicts
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ uint32_t pack2(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
-
-__device__ __forceinline__ uint32_t pack2(bf16 lo, bf16 hi) {
-  __nv_bfloat162 v;
-  v.x = lo;
-  v.y = hi;
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-
-template <int L, int R>
-struct Shared {
-  static constexpr int kRow = L + R + kPad;  // padded row of Q and K in shared memory
-  static constexpr size_t kBytes = sizeof(bf16) * (static_cast<size_t>(kHeadsPerCta) * kRow + static_cast<size_t>(kMlaBlockSize) * kRow +
-                                                   static_cast<size_t>(kHeadsPerCta) * (kMlaBlockSize + kPad)) +
-                                   sizeof(float) * (2 * kWarps * kHeadsPerCta + 2 * kHeadsPerCta);
+// kStages chunk buffers: 3 (two chunks in flight) where a block may have 227 KiB of shared memory
+// (sm_90); 2 where it may have 163 KiB (sm_80).
+template <int L, int R, int kStages>
+struct Smem {
+  static constexpr int E = L + R;
+  static constexpr int kRow = E + 8;               // bf16 per shared row: +16 bytes, so ldmatrix rows hit distinct banks
+  static constexpr int kPRow = kMlaChunk + 8;
+  static constexpr size_t kQ = static_cast<size_t>(kMlaTileRows) * kRow;
+  static constexpr size_t kK = static_cast<size_t>(kStages) * kMlaChunk * kRow;
+  static constexpr size_t kP = static_cast<size_t>(kMlaTileRows) * kPRow;
+  static constexpr size_t kStats = 4 * kMlaTileRows;  // floats: row max and row sum of each half
+  static constexpr size_t kBytes = sizeof(bf16) * (kQ + kK + kP) + sizeof(float) * kStats;
 };
 
-template <int L, int R>
-__global__ void __launch_bounds__(kWarps * 32) mlaDecodeKernel(MlaDecodeParams p) {
+// This thread's two tile rows (g and g + 8 of its warp's 16) and their causal lengths.
+struct RowPair {
+  int row[2];
+  int length[2];
+};
+
+template <int L, int R, int kStages>
+struct Tile {
+  static constexpr int E = L + R;
+  static constexpr int kRow = Smem<L, R, kStages>::kRow;
+  const MlaDecodeParams& p;
+  const MlaTile& t;
+  bf16* sQ;
+  bf16* sK;
+
+  // The copies of chunk `chunk` into stage `stage`: keys past the tile's length are zero-filled.
+  __device__ void prefetch(int chunk, int stage, const int32_t* table) const {
+    const int first = chunk * kMlaChunk;
+    const int page = first / kMlaBlockSize;
+    const int block = table[page];  // the block table is read here, two chunks ahead of its use
+    const bf16* src = p.cache + (static_cast<size_t>(block) * kMlaBlockSize + first % kMlaBlockSize) * E;
+    bf16* dst = sK + static_cast<size_t>(stage) * kMlaChunk * kRow;
+    constexpr int kPieces = E / 8;  // 16-byte pieces per key
+    for (int i = threadIdx.x; i < kMlaChunk * kPieces; i += kThreads) {
+      const int key = i / kPieces, piece = i % kPieces;
+      const bool valid = first + key < t.length;
+      ptx::cpAsync16(dst + key * kRow + piece * 8, valid ? src + static_cast<size_t>(key) * E + piece * 8 : src, valid ? 16 : 0);
+    }
+  }
+
+  // The tile's query rows into sQ (rows past the tile's rows are zero).
+  __device__ void loadQ() const {
+    constexpr int kPieces = E / 8;
+    const int rows = t.numTokens * t.numHeads;
+    for (int i = threadIdx.x; i < kMlaTileRows * kPieces; i += kThreads) {
+      const int r = i / kPieces, piece = i % kPieces;
+      const bool valid = r < rows;
+      const int token = t.firstRow + (valid ? r / t.numHeads : 0), head = t.firstHead + (valid ? r % t.numHeads : 0);
+      const size_t rh = static_cast<size_t>(token) * p.heads + head;
+      const bf16* src = piece < L / 8 ? p.qLatent + rh * L + piece * 8 : p.qRope + rh * R + (piece - L / 8) * 8;
+      ptx::cpAsync16(sQ + r * kRow + piece * 8, src, valid ? 16 : 0);
+    }
+  }
+};
+
+template <int L, int R, int kStages>
+__global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(MlaDecodeParams p) {
   static_assert(L % 32 == 0 && R % 16 == 0, "L must be a multiple of 32 and R of 16");
-  constexpr int E = L + R;  // cache entry
-  constexpr int kRow = Shared<L, R>::kRow;
-  constexpr int kColsPerWarp = L / kWarps;  // O columns per warp
-  constexpr int kNTiles = kColsPerWarp / 8;
+  static_assert(kStages == 2 || kStages == 3, "two or three chunk buffers");
+  using S = Smem<L, R, kStages>;
+  constexpr int kRow = S::kRow;
+  constexpr int kNTiles = L / 2 / 8;  // n8 tiles of O per warp
   MLA_DYNAMIC_SHARED(unsigned char, smem);
-  bf16* sQ = reinterpret_cast<bf16*>(smem);           // [16][kRow]
-  bf16* sK = sQ + kHeadsPerCta * kRow;                // [64][kRow]
-  bf16* sP = sK + kMlaBlockSize * kRow;               // [16][64 + pad]
-  float* sMax = reinterpret_cast<float*>(sP + kHeadsPerCta * (kMlaBlockSize + kPad));  // [warps][16]
-  float* sSum = sMax + kWarps * kHeadsPerCta;         // [warps][16]
-  float* sRowM = sSum + kWarps * kHeadsPerCta;        // [16] running max
-  float* sRowL = sRowM + kHeadsPerCta;                // [16] running sum
+  bf16* sQ = reinterpret_cast<bf16*>(smem);       // [64][kRow]
+  bf16* sK = sQ + S::kQ;                          // [stages][32][kRow]
+  bf16* sP = sK + S::kK;                          // [64][kPRow]
+  float* sMax = reinterpret_cast<float*>(sP + S::kP);  // [2 halves][64]
+  float* sSum = sMax + 2 * kMlaTileRows;               // [2 halves][64]
 
-  const int split = blockIdx.x % p.numSplits, row = blockIdx.x / p.numSplits, headBase = blockIdx.y * kHeadsPerCta;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int length = p.rowLength[row];
-  const int32_t* table = p.blockTables + static_cast<size_t>(p.rowSeq[row]) * p.maxBlocksPerSeq;
-  // This CTA's keys: [begin, end), whole pages except at the row's end.
-  const int pages = (length + kMlaBlockSize - 1) / kMlaBlockSize;
-  const int pagesPerSplit = (pages + p.numSplits - 1) / p.numSplits;
-  const int beginPage = split * pagesPerSplit, endPage = min(pages, beginPage + pagesPerSplit);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int rowBase = 16 * (warp % 4), half = warp / 4;
+  const MlaWorkSpan span = p.schedule.spans[blockIdx.x];
+  const float scaleLog2 = p.scale * kLog2e;
 
-  // Q: [16 heads][L | R] in shared (zero rows past the last head).
-  for (int i = tid; i < kHeadsPerCta * (E / 8); i += blockDim.x) {
-    const int h = i / (E / 8), c = (i % (E / 8)) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (headBase + h < p.heads) {
-      const size_t rh = static_cast<size_t>(row) * p.heads + headBase + h;
-      v = c < L ? *reinterpret_cast<const uint4*>(p.qLatent + rh * L + c) : *reinterpret_cast<const uint4*>(p.qRope + rh * R + (c - L));
+  for (int ti = span.beginTile; ti <= span.endTile && ti < p.numTiles; ++ti) {
+    const int c0 = ti == span.beginTile ? span.beginChunk : 0;
+    const MlaTile tile = p.tiles[ti];
+    const int chunks = (tile.length + kMlaChunk - 1) / kMlaChunk;
+    const int c1 = ti == span.endTile ? span.endChunk : chunks;
+    if (c0 >= c1) continue;
+    const int split = ti == span.beginTile ? span.firstSplit : 0;
+    const Tile<L, R, kStages> io{p, tile, sQ, sK};
+    const int32_t* table = p.blockTables + static_cast<size_t>(tile.seq) * p.maxBlocksPerSeq;
+    const int rows = tile.numTokens * tile.numHeads;
+    const bool active = rowBase < rows;  // warp-uniform: warps with no rows skip the math, not the barriers
+    RowPair rp;
+    for (int i = 0; i < 2; ++i) {
+      rp.row[i] = rowBase + g + 8 * i;
+      rp.length[i] = rp.row[i] < rows ? p.rowLength[tile.firstRow + rp.row[i] / tile.numHeads] : 0;
     }
-    *reinterpret_cast<uint4*>(sQ + h * kRow + c) = v;
-  }
-  if (tid < kHeadsPerCta) {
-    sRowM[tid] = -INFINITY;
-    sRowL[tid] = 0.0f;
-  }
-  float acc[kNTiles][4];
+
+    // Q and the first chunk form copy group 0; with three stages the second chunk is group 1.
+    io.loadQ();
+    io.prefetch(c0, 0, table);
+    ptx::cpAsyncCommit();
+    if (kStages == 3) {
+      if (c0 + 1 < c1) io.prefetch(c0 + 1, 1, table);
+      ptx::cpAsyncCommit();
+    }
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // running max (log2 units) and sum
+    float acc[kNTiles][4];
 #pragma unroll
-  for (int j = 0; j < kNTiles; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-  __syncthreads();
+    for (int j = 0; j < kNTiles; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-  for (int page = beginPage; page < endPage; ++page) {
-    const int first = page * kMlaBlockSize;
-    const int valid = min(kMlaBlockSize, length - first);
-    const bf16* src = p.cache + static_cast<size_t>(table[page]) * kMlaBlockSize * E;
-    for (int i = tid; i < kMlaBlockSize * (E / 8); i += blockDim.x) {
-      const int k = i / (E / 8), c = (i % (E / 8)) * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (k < valid) v = *reinterpret_cast<const uint4*>(src + static_cast<size_t>(k) * E + c);
-      *reinterpret_cast<uint4*>(sK + k * kRow + c) = v;
-    }
-    __syncthreads();
+    for (int c = c0; c < c1; ++c) {
+      const int stage = (c - c0) % kStages;
+      ptx::cpAsyncWait<kStages - 2>();  // this chunk (and Q) have landed for this thread's copies
+      __syncthreads();                  // ... and for everyone's; the stage of chunk c - 1 is free again
+      constexpr int kAhead = kStages - 1;
+      if (c + kAhead < c1) io.prefetch(c + kAhead, (c + kAhead - c0) % kStages, table);
+      ptx::cpAsyncCommit();             // always, so the group count stays in step
+      const bf16* kTile = sK + static_cast<size_t>(stage) * kMlaChunk * kRow;
 
-    // S for this warp's 16 keys (two n8 tiles).
-    float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+      // S = Q Kᵀ for rows rowBase.., keys half * 16 ..: two n8 tiles over E / 16 k-steps.
+      float s[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+      if (active) {
+        const bf16* qRow = sQ + (rowBase + lane % 8 + ((lane / 8) & 1) * 8) * kRow + (lane / 16) * 8;
+        const bf16* kRowPtr = kTile + (half * 16 + (lane / 16) * 8 + lane % 8) * kRow + ((lane / 8) & 1) * 8;
 #pragma unroll 4
-    for (int k0 = 0; k0 < E; k0 += 16) {
-      uint32_t a[4];
-      a[0] = pack2(sQ + g * kRow + k0 + 2 * t);
-      a[1] = pack2(sQ + (g + 8) * kRow + k0 + 2 * t);
-      a[2] = pack2(sQ + g * kRow + k0 + 8 + 2 * t);
-      a[3] = pack2(sQ + (g + 8) * kRow + k0 + 8 + 2 * t);
+        for (int k0 = 0; k0 < S::E; k0 += 16) {
+          uint32_t a[4], b[4];
+          ptx::ldmatrixX4(a, qRow + k0);
+          ptx::ldmatrixX4(b, kRowPtr + k0);
+          const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+          ptx::mmaBf16(s[0], a, b0);
+          ptx::mmaBf16(s[1], a, b1);
+        }
+      }
+      // Scale to log2 units, mask keys past each row's length, this half's row maxima.
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int n = 0; n < 2; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = c * kMlaChunk + half * 16 + n * 8 + 2 * t4 + (e & 1);
+          s[n][e] = key < rp.length[e / 2] ? s[n][e] * scaleLog2 : -INFINITY;
+          mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
+        }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      }
+      if (t4 == 0) {
+        sMax[half * kMlaTileRows + rp.row[0]] = mx[0];
+        sMax[half * kMlaTileRows + rp.row[1]] = mx[1];
+      }
+      __syncthreads();
+      float alpha[2], mUse[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const float mNew = fmaxf(m[i], fmaxf(sMax[rp.row[i]], sMax[kMlaTileRows + rp.row[i]]));
+        mUse[i] = mNew == -INFINITY ? 0.0f : mNew;  // a row with no key yet stays at zero weight
+        alpha[i] = exp2f(m[i] - mUse[i]);
+        m[i] = mNew;
+      }
+      // P = 2^(s - m) to shared memory as bf16, and this half's row sums.
 #pragma unroll
       for (int n = 0; n < 2; ++n) {
-        const bf16* kr = sK + (warp * 16 + n * 8 + g) * kRow + k0;
-        uint32_t b[2] = {pack2(kr + 2 * t), pack2(kr + 8 + 2 * t)};
-        ptx::mmaBf16(s[n], a, b);
+        float pe[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          pe[e] = exp2f(s[n][e] - mUse[e / 2]);
+          sum[e / 2] += pe[e];
+        }
+        const int key = half * 16 + n * 8 + 2 * t4;
+        *reinterpret_cast<__nv_bfloat162*>(sP + rp.row[0] * S::kPRow + key) = __floats2bfloat162_rn(pe[0], pe[1]);
+        *reinterpret_cast<__nv_bfloat162*>(sP + rp.row[1] * S::kPRow + key) = __floats2bfloat162_rn(pe[2], pe[3]);
       }
-    }
-    // Scale, mask keys past the end, and take each row's max over this warp's keys.
-    float rowMax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < 2; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = warp * 16 + n * 8 + 2 * t + (e & 1);
-        s[n][e] = key < valid ? s[n][e] * p.scale : -INFINITY;
-        rowMax[e >> 1] = fmaxf(rowMax[e >> 1], s[n][e]);
+      for (int i = 0; i < 2; ++i) {
+        sum[i] += __shfl_xor_sync(0xffffffffu, sum[i], 1);
+        sum[i] += __shfl_xor_sync(0xffffffffu, sum[i], 2);
       }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      rowMax[r] = fmaxf(rowMax[r], __shfl_xor_sync(0xffffffffu, rowMax[r], 1));
-      rowMax[r] = fmaxf(rowMax[r], __shfl_xor_sync(0xffffffffu, rowMax[r], 2));
-    }
-    if (t == 0) {
-      sMax[warp * kHeadsPerCta + g] = rowMax[0];
-      sMax[warp * kHeadsPerCta + g + 8] = rowMax[1];
-    }
-    __syncthreads();
-    float mNew[2], alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int h = g + 8 * r;
-      float m = sRowM[h];
-      for (int w = 0; w < kWarps; ++w) m = fmaxf(m, sMax[w * kHeadsPerCta + h]);
-      mNew[r] = m;
-      alpha[r] = sRowM[h] == -INFINITY ? 0.0f : __expf(sRowM[h] - m);
-    }
-    float rowSum[2] = {0, 0};
-#pragma unroll
-    for (int n = 0; n < 2; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float pe = s[n][e] == -INFINITY ? 0.0f : __expf(s[n][e] - mNew[e >> 1]);
-        rowSum[e >> 1] += pe;
-        const int key = warp * 16 + n * 8 + 2 * t + (e & 1);
-        sP[(g + 8 * (e >> 1)) * (kMlaBlockSize + kPad) + key] = __float2bfloat16(pe);
+      if (t4 == 0) {
+        sSum[half * kMlaTileRows + rp.row[0]] = sum[0];
+        sSum[half * kMlaTileRows + rp.row[1]] = sum[1];
       }
-    }
+      __syncthreads();
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
-      rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
-    }
-    if (t == 0) {
-      sSum[warp * kHeadsPerCta + g] = rowSum[0];
-      sSum[warp * kHeadsPerCta + g + 8] = rowSum[1];
-    }
-    // Rescale this warp's O rows for the new maximum.
-#pragma unroll
-    for (int j = 0; j < kNTiles; ++j) {
-      acc[j][0] *= alpha[0];
-      acc[j][1] *= alpha[0];
-      acc[j][2] *= alpha[1];
-      acc[j][3] *= alpha[1];
-    }
-    __syncthreads();
-    if (tid < kHeadsPerCta) {
-      float total = 0.0f;
-      for (int w = 0; w < kWarps; ++w) total += sSum[w * kHeadsPerCta + tid];
-      const float m = sRowM[tid];
-      float mn = m;
-      for (int w = 0; w < kWarps; ++w) mn = fmaxf(mn, sMax[w * kHeadsPerCta + tid]);
-      sRowL[tid] = sRowL[tid] * (m == -INFINITY ? 0.0f : __expf(m - mn)) + total;
-      sRowM[tid] = mn;
-    }
-    // O += P V over the page's keys; V rows are the keys' c_kv (the first L values).
-#pragma unroll
-    for (int k0 = 0; k0 < kMlaBlockSize; k0 += 16) {
-      uint32_t a[4];
-      const bf16* pr = sP + g * (kMlaBlockSize + kPad) + k0 + 2 * t;
-      const bf16* pr8 = sP + (g + 8) * (kMlaBlockSize + kPad) + k0 + 2 * t;
-      a[0] = pack2(pr);
-      a[1] = pack2(pr8);
-      a[2] = pack2(pr + 8);
-      a[3] = pack2(pr8 + 8);
+      for (int i = 0; i < 2; ++i) l[i] = l[i] * alpha[i] + sSum[rp.row[i]] + sSum[kMlaTileRows + rp.row[i]];
+      if (!active) continue;
 #pragma unroll
       for (int j = 0; j < kNTiles; ++j) {
-        const int col = warp * kColsPerWarp + j * 8 + g;
-        const bf16* v0 = sK + (k0 + 2 * t) * kRow + col;
-        uint32_t b[2] = {pack2(v0[0], v0[kRow]), pack2(v0[8 * kRow], v0[9 * kRow])};
-        ptx::mmaBf16(acc[j], a, b);
+        acc[j][0] *= alpha[0];
+        acc[j][1] *= alpha[0];
+        acc[j][2] *= alpha[1];
+        acc[j][3] *= alpha[1];
+      }
+      // O += P V for this half's L / 2 columns; V rows are the chunk's keys, their c_kv values.
+      const bf16* pRow = sP + (rowBase + lane % 8 + ((lane / 8) & 1) * 8) * S::kPRow + (lane / 16) * 8;
+      const bf16* vRow = kTile + (((lane / 8) & 1) * 8 + lane % 8) * kRow + half * (L / 2) + (lane / 16) * 8;
+#pragma unroll
+      for (int k0 = 0; k0 < kMlaChunk; k0 += 16) {
+        uint32_t a[4];
+        ptx::ldmatrixX4(a, pRow + k0);
+#pragma unroll
+        for (int j = 0; j < kNTiles; j += 2) {
+          uint32_t b[4];
+          ptx::ldmatrixX4Trans(b, vRow + k0 * kRow + j * 8);
+          const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+          ptx::mmaBf16(acc[j], a, b0);
+          ptx::mmaBf16(acc[j + 1], a, b1);
+        }
       }
     }
-    __syncthreads();
-  }
+    ptx::cpAsyncWait<0>();  // nothing may land in shared memory after the next tile starts
+    __syncthreads();        // every warp is done with sQ, sK and sP before the next tile's loads
 
-  // Normalize and write: the final output (one split) or this split's part and its LSE.
-  const float l0 = sRowL[g], l1 = sRowL[g + 8];
-  const float inv0 = l0 > 0 ? 1.0f / l0 : 0.0f, inv1 = l1 > 0 ? 1.0f / l1 : 0.0f;
+    // Normalize and write: the final output, or this part of a shared tile with its log-sum-exp.
+    const bool shared = p.schedule.tileSplits[ti] > 1;
+    const int slot = shared ? p.schedule.tileSlot[ti] + split : 0;
+    if (active) {
 #pragma unroll
-  for (int j = 0; j < kNTiles; ++j) {
-    const int col = warp * kColsPerWarp + j * 8 + 2 * t;
+      for (int i = 0; i < 2; ++i) {
+        const int r = rp.row[i];
+        if (r >= rows) continue;
+        const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+        const int token = tile.firstRow + r / tile.numHeads, head = tile.firstHead + r % tile.numHeads;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int h = headBase + g + 8 * r;
-      if (h >= p.heads) continue;
-      const float inv = r ? inv1 : inv0;
-      const float x0 = acc[j][2 * r] * inv, x1 = acc[j][2 * r + 1] * inv;
-      if (p.numSplits == 1) {
-        bf16* o = p.out + (static_cast<size_t>(row) * p.heads + h) * L + col;
-        o[0] = __float2bfloat16(x0);
-        o[1] = __float2bfloat16(x1);
-      } else {
-        float* o = p.partialOut + ((static_cast<size_t>(row) * p.numSplits + split) * p.heads + h) * L + col;
-        o[0] = x0;
-        o[1] = x1;
+        for (int j = 0; j < kNTiles; ++j) {
+          const int col = half * (L / 2) + j * 8 + 2 * t4;
+          const float x0 = acc[j][2 * i] * inv, x1 = acc[j][2 * i + 1] * inv;
+          if (shared) {
+            float* o = p.partialOut + (static_cast<size_t>(slot) * kMlaTileRows + r) * L + col;
+            o[0] = x0;
+            o[1] = x1;
+          } else {
+            *reinterpret_cast<__nv_bfloat162*>(p.out + (static_cast<size_t>(token) * p.heads + head) * L + col) = __floats2bfloat162_rn(x0, x1);
+          }
+        }
+        if (shared && half == 0 && t4 == 0) {
+          p.partialLse[static_cast<size_t>(slot) * kMlaTileRows + r] = l[i] > 0 ? (m[i] + log2f(l[i])) / kLog2e : -INFINITY;
+        }
       }
     }
   }
-  if (p.numSplits > 1 && tid < kHeadsPerCta && headBase + tid < p.heads) {
-    const float l = sRowL[tid];
-    p.partialLse[(static_cast<size_t>(row) * p.numSplits + split) * p.heads + headBase + tid] = l > 0 ? sRowM[tid] + logf(l) : -INFINITY;
-  }
-}
-
-template <int L, int R>
-void launchMlaDecode(const MlaDecodeParams& p, cudaStream_t stream) {
-  const size_t bytes = Shared<L, R>::kBytes;
-  // The shared-memory opt-in is per device: once per instantiation and device.
-  static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  MLA_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t(1) << (device & 63);
-  if (!(configured.load() & bit)) {
-    MLA_CUDA_CHECK(cudaFuncSetAttribute(mlaDecodeKernel<L, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-    configured.fetch_or(bit);
-  }
-  // Rows and splits share grid.x (up to 2^31 - 1): grid.y and grid.z stop at 65,535.
-  dim3 grid(p.rows * p.numSplits, (p.heads + kHeadsPerCta - 1) / kHeadsPerCta);
-  const auto kernel = mlaDecodeKernel<L, R>;
-  MLA_LAUNCH(kernel, grid, kWarps * 32, bytes, stream, p);
-  MLA_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace mla::cuda::detail

@@ -47,53 +47,58 @@ static std::vector<double> mlaReference(Pool& pool, const std::vector<float>& qL
 
 struct MlaCase {
   int L, R, heads;
-  std::vector<int> lengths;  // per sequence
-  std::vector<int> rowSeq, rowLen;  // per query row: its sequence and causal length
+  std::vector<int> lengths;                // per sequence: cached tokens
+  std::vector<std::vector<int>> rowLens;   // per sequence: the causal lengths of its query rows, increasing
 };
 
-// Runs the kernel on the case with `splits` KV ranges and returns ||out - ref|| / ||ref||.
-static double mlaError(const MlaCase& c, int splits) {
+// Runs the kernel on the case with `ctas` persistent CTAs and returns ||out - ref|| / ||ref||.
+static double mlaError(const MlaCase& c, int ctas) {
   Pool pool(c.lengths, c.L + c.R);
   pool.fill(c.lengths);
-  const int rows = static_cast<int>(c.rowSeq.size());
+  std::vector<int> rowSeq, rowLen;
+  std::vector<cuda::MlaSeqRows> seqRows;
+  for (size_t s = 0; s < c.rowLens.size(); ++s) {
+    seqRows.push_back({static_cast<int>(s), static_cast<int>(rowSeq.size()), static_cast<int>(c.rowLens[s].size())});
+    for (int len : c.rowLens[s]) {
+      rowSeq.push_back(static_cast<int>(s));
+      rowLen.push_back(len);
+    }
+  }
+  const int rows = static_cast<int>(rowSeq.size());
+  const std::vector<int32_t> lens32(rowLen.begin(), rowLen.end());
+  const auto tiles = cuda::mlaTiles(seqRows, lens32.data(), c.heads);
   // Queries of unit scale: scores spread over several units, so softmax weights differ (a wrong
   // score index changes the output well beyond bf16 rounding).
   auto qLat = randn(static_cast<size_t>(rows) * c.heads * c.L, 1.0f), qRope = randn(static_cast<size_t>(rows) * c.heads * c.R, 1.0f);
   const auto qlb = roundBf16(qLat), qrb = roundBf16(qRope);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.L + c.R));
-  const auto ref = mlaReference(pool, qLat, qRope, c.rowSeq, c.rowLen, c.heads, c.L, c.R, scale);
+  const auto ref = mlaReference(pool, qLat, qRope, rowSeq, rowLen, c.heads, c.L, c.R, scale);
   DeviceArray<bf16> dql, dqr, dcache, dout(ref.size());
-  DeviceArray<int32_t> dtab, dseq, dlen;
-  DeviceArray<float> dpo, dpl;
+  DeviceArray<int32_t> dtab, dlen, dstart(tiles.size() + 1), dsplits(tiles.size()), dslot(tiles.size());
+  DeviceArray<cuda::MlaTile> dtiles;
+  DeviceArray<cuda::MlaWorkSpan> dspans(static_cast<size_t>(ctas));
+  DeviceArray<float> dpo(cuda::mlaPartialSlots(ctas) * cuda::kMlaTileRows * c.L), dpl(cuda::mlaPartialSlots(ctas) * cuda::kMlaTileRows);
   uploadBits(dql, qlb);
   uploadBits(dqr, qrb);
   uploadBits(dcache, pool.bits);
   upload(dtab, pool.flatTables());
-  upload(dseq, std::vector<int32_t>(c.rowSeq.begin(), c.rowSeq.end()));
-  upload(dlen, std::vector<int32_t>(c.rowLen.begin(), c.rowLen.end()));
+  upload(dlen, lens32);
+  upload(dtiles, tiles);
   cuda::MlaDecodeParams p;
-  p.qLatent = dql.get(); p.qRope = dqr.get(); p.cache = dcache.get(); p.blockTables = dtab.get();
-  p.rowSeq = dseq.get(); p.rowLength = dlen.get(); p.rows = rows; p.heads = c.heads; p.maxBlocksPerSeq = pool.maxBlocks;
-  p.scale = scale; p.numSplits = splits; p.out = dout.get();
-  p.partialOut = dpo.reserve(static_cast<size_t>(rows) * splits * c.heads * c.L);
-  p.partialLse = dpl.reserve(static_cast<size_t>(rows) * splits * c.heads);
+  p.qLatent = dql.get(); p.qRope = dqr.get(); p.cache = dcache.get(); p.blockTables = dtab.get(); p.rowLength = dlen.get();
+  p.tiles = dtiles.get(); p.numTiles = static_cast<int>(tiles.size()); p.heads = c.heads; p.maxBlocksPerSeq = pool.maxBlocks; p.scale = scale;
+  p.schedule = {dspans.get(), dstart.get(), dsplits.get(), dslot.get(), ctas};
+  p.partialOut = dpo.get(); p.partialLse = dpl.get(); p.out = dout.get();
   cuda::mlaDecode(p, c.L, c.R, nullptr);
   if (cudaDeviceSynchronize() != cudaSuccess) return INFINITY;
   return normErr(downloadBf16(dout, ref.size()), ref);
 }
 
-// Each sequence decodes its last token; sequence 1 also has prefill rows at earlier positions.
+// Sequences of lengths 1, 70, 64, 65 and 1000 decode their last token; the 70-token one also has
+// query rows at 33, 34 and 69 keys (a multi-token tile, like speculative decoding), and the
+// 1000-token one four prefill rows.
 static MlaCase fixedCase(int L, int R, int heads) {
-  MlaCase c{L, R, heads, {1, 70, 64, 65, 1000}, {}, {}};
-  for (size_t s = 0; s < c.lengths.size(); ++s) {
-    c.rowSeq.push_back(static_cast<int>(s));
-    c.rowLen.push_back(c.lengths[s]);
-  }
-  for (int len : {1, 33, 64}) {
-    c.rowSeq.push_back(1);
-    c.rowLen.push_back(len);
-  }
-  return c;
+  return MlaCase{L, R, heads, {1, 70, 64, 65, 1000}, {{1}, {33, 34, 69, 70}, {64}, {65}, {997, 998, 999, 1000}}};
 }
 
 TEST(mla_decode_every_compiled_shape) {
@@ -102,9 +107,9 @@ TEST(mla_decode_every_compiled_shape) {
   for (const MlaKernelShape& s : kMlaDecodeShapes) {
     for (int heads : {1, 16, 20}) {
       const MlaCase c = fixedCase(s.kvLoraRank, s.qkRopeDim, heads);
-      for (int splits : {1, 7, cuda::mlaDecodeSplits(static_cast<int>(c.rowSeq.size()), heads, 1000, numSms)}) {
-        const double err = mlaError(c, splits);
-        EXPECT_MSG(err < 1e-2, "L=%d R=%d heads=%d splits=%d err=%g", s.kvLoraRank, s.qkRopeDim, heads, splits, err);
+      for (int ctas : {1, 7, cuda::mlaDecodeCtas(s.kvLoraRank, s.qkRopeDim, numSms)}) {
+        const double err = mlaError(c, ctas);
+        EXPECT_MSG(err < 1e-2, "L=%d R=%d heads=%d ctas=%d err=%g", s.kvLoraRank, s.qkRopeDim, heads, ctas, err);
       }
     }
   }
@@ -112,35 +117,93 @@ TEST(mla_decode_every_compiled_shape) {
 }
 
 TEST(mla_decode_512_64_with_many_heads_and_random_batches) {
-  std::uniform_int_distribution<int> len(1, 1300), extra(0, 3);
+  std::uniform_int_distribution<int> len(1, 1300), extra(0, 5);
   for (int heads : {32, 128}) {
-    const double err = mlaError(fixedCase(512, 64, heads), 4);
+    const double err = mlaError(fixedCase(512, 64, heads), 12);
     EXPECT_MSG(err < 1e-2, "heads=%d err=%g", heads, err);
   }
   for (int trial = 0; trial < 3; ++trial) {
-    MlaCase c{512, 64, 16 + 8 * trial, {}, {}, {}};
-    for (int s = 0; s < 4; ++s) c.lengths.push_back(len(rng()));
+    MlaCase c{512, 64, 8 + 12 * trial, {}, {}};
     for (int s = 0; s < 4; ++s) {
-      for (int k = extra(rng()); k >= 0; --k) {  // the last k + 1 tokens of the sequence
-        c.rowSeq.push_back(s);
-        c.rowLen.push_back(std::max(1, c.lengths[static_cast<size_t>(s)] - k));
+      c.lengths.push_back(len(rng()));
+      std::vector<int> rows;
+      for (int k = extra(rng()); k >= 0; --k) rows.push_back(std::max(1, c.lengths.back() - k));  // the last k + 1 tokens
+      c.rowLens.push_back(rows);
+    }
+    for (int ctas : {1, 3, 16, 64}) {
+      const double err = mlaError(c, ctas);
+      EXPECT_MSG(err < 1e-2, "trial %d heads %d ctas %d err %g", trial, c.heads, ctas, err);
+    }
+  }
+}
+
+// The schedule covers every chunk of every tile exactly once, in order, with balanced spans, and
+// gives each shared tile consecutive partial slots within the workspace.
+TEST(mla_schedule_balances_and_covers_every_chunk) {
+  std::uniform_int_distribution<int> len(1, 5000);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int numTiles = 1 + trial * 37 % 300, ctas = 1 + trial * 13 % 140;
+    std::vector<cuda::MlaTile> tiles;
+    for (int t = 0; t < numTiles; ++t) tiles.push_back(cuda::MlaTile{0, 0, 1, 0, 1, trial % 4 == 0 ? 1 + t % 3 : len(rng())});
+    DeviceArray<cuda::MlaTile> dtiles;
+    DeviceArray<cuda::MlaWorkSpan> dspans(static_cast<size_t>(ctas));
+    DeviceArray<int32_t> dstart(tiles.size() + 1), dsplits(tiles.size()), dslot(tiles.size());
+    upload(dtiles, tiles);
+    cuda::MlaDecodeParams p;
+    p.tiles = dtiles.get();
+    p.numTiles = numTiles;
+    p.schedule = {dspans.get(), dstart.get(), dsplits.get(), dslot.get(), ctas};
+    cuda::mlaSchedule(p, nullptr);
+    EXPECT(cudaDeviceSynchronize() == cudaSuccess);
+    const auto spans = download(dspans, static_cast<size_t>(ctas));
+    const auto splits = download(dsplits, tiles.size()), slot = download(dslot, tiles.size());
+    std::vector<int> covered(static_cast<size_t>(numTiles), 0), parts(static_cast<size_t>(numTiles), 0);
+    long long total = 0, most = 0;
+    int lastTile = 0, lastChunk = 0;
+    for (int i = 0; i < ctas; ++i) {
+      const auto& s = spans[static_cast<size_t>(i)];
+      EXPECT_MSG(s.beginTile == lastTile && s.beginChunk == lastChunk, "span %d starts at (%d, %d), the last ended at (%d, %d)", i, s.beginTile, s.beginChunk, lastTile, lastChunk);
+      long long cost = 0;
+      for (int t = s.beginTile; t <= s.endTile && t < numTiles; ++t) {
+        const int chunks = (tiles[static_cast<size_t>(t)].length + 31) / 32;
+        const int c0 = t == s.beginTile ? s.beginChunk : 0, c1 = t == s.endTile ? s.endChunk : chunks;
+        if (c1 <= c0) continue;
+        EXPECT_MSG((t == s.beginTile ? s.firstSplit : 0) == parts[static_cast<size_t>(t)], "span %d: tile %d part %d, expected %d", i, t, s.firstSplit, parts[static_cast<size_t>(t)]);
+        covered[static_cast<size_t>(t)] += c1 - c0;
+        parts[static_cast<size_t>(t)]++;
+        cost += c1 - c0 + (c0 == 0 ? 1 : 0);
+      }
+      total += cost;
+      most = std::max(most, cost);
+      lastTile = s.endTile;
+      lastChunk = s.endChunk;
+    }
+    EXPECT(lastTile == numTiles && lastChunk == 0);
+    long long allCost = 0;
+    size_t usedSlots = 0;
+    for (int t = 0; t < numTiles; ++t) {
+      const int chunks = (tiles[static_cast<size_t>(t)].length + 31) / 32;
+      allCost += chunks + 1;
+      EXPECT_MSG(covered[static_cast<size_t>(t)] == chunks, "tile %d: %d of %d chunks covered", t, covered[static_cast<size_t>(t)], chunks);
+      EXPECT_MSG(splits[static_cast<size_t>(t)] == parts[static_cast<size_t>(t)], "tile %d: %d parts, schedule says %d", t, parts[static_cast<size_t>(t)], splits[static_cast<size_t>(t)]);
+      if (splits[static_cast<size_t>(t)] > 1) {
+        EXPECT(static_cast<size_t>(slot[static_cast<size_t>(t)]) == usedSlots);
+        usedSlots += static_cast<size_t>(splits[static_cast<size_t>(t)]);
       }
     }
-    for (int splits : {1, 3, 16}) {
-      const double err = mlaError(c, splits);
-      EXPECT_MSG(err < 1e-2, "trial %d heads %d splits %d err %g", trial, c.heads, splits, err);
-    }
+    EXPECT_MSG(usedSlots <= cuda::mlaPartialSlots(ctas), "%zu partial slots for %d CTAs", usedSlots, ctas);
+    const long long budget = std::max<long long>(4, (allCost + ctas - 1) / ctas);
+    EXPECT_MSG(most <= budget + 1, "trial %d: the busiest CTA costs %lld, the budget is %lld", trial, most, budget);
   }
 }
 
 #if defined(MLA_CUDA_EMULATION)
 // A long prompt's prefill has more query rows than a grid's y or z dimension takes (65,535).
-TEST(mla_decode_launches_more_rows_than_a_grid_dimension_holds) {
+TEST(mla_decode_launches_more_tiles_than_a_grid_dimension_holds) {
   cuda::MlaDecodeParams p;
-  p.rows = 70000;
+  p.numTiles = 140000;  // a 70,000-token prefill of a 128-head model: the combine kernel's grid
   p.heads = 128;
-  p.numSplits = 1;
-  p.scale = 1.0f;
+  p.schedule.numCtas = 132;
   cuemu::setValidateOnly(true);
   cuda::mlaDecode(p, 512, 64, nullptr);
   cuemu::setValidateOnly(false);

@@ -20,10 +20,11 @@
 
 using namespace mla;
 
-static std::unique_ptr<Engine> load(const std::string& dir, const std::string& device) {
+static std::unique_ptr<Engine> load(const std::string& dir, const std::string& device, MlaPath path = MlaPath::kAuto) {
   EngineOptions o;
   o.modelDir = dir;
   o.device = device;
+  o.mlaPath = path;
   o.numBlocks = 64;
   o.poisonCache = true;
   return Engine::create(o);
@@ -38,10 +39,10 @@ struct Run {
 // Prefills `prompt` in chunks of `chunk` tokens, then decodes `count` tokens with `params`.
 static Run generate(Engine& e, int64_t id, const std::vector<int32_t>& prompt, int count, const SamplingParams& params, int chunk = 1 << 30) {
   Run r;
-  e.addSequence(id, prompt.data(), static_cast<int>(prompt.size()), static_cast<int>(prompt.size()), params);
+  // Prefix caching may already hold the prompt's leading blocks: compute from there.
+  int pos = e.addSequence(id, prompt.data(), static_cast<int>(prompt.size()), static_cast<int>(prompt.size()), params).value();
   StepInput in;
   in.seqIds = {id};
-  int pos = 0;
   while (pos < static_cast<int>(prompt.size())) {
     const int n = std::min<int>(chunk, static_cast<int>(prompt.size()) - pos);
     in.startPositions = {pos};
@@ -172,6 +173,14 @@ static void checkModel(const std::string& dir, const std::string& name) {
   // Steps within the load's limits (2,048 tokens, 256 sequences) run in the workspace reserved at load.
   EXPECT_MSG(cuemu::mallocCount() == mallocsAtLoad, "%s: %zu device allocations during the steps", name.c_str(), cuemu::mallocCount() - mallocsAtLoad);
 #endif
+  if (gpu->config().isMla()) {
+    // Both forms of MLA prefill, forced: the tiled absorbed kernel and the expanded products.
+    for (MlaPath path : {MlaPath::kAbsorbed, MlaPath::kExpanded}) {
+      auto forced = load(dir, "cuda", path);
+      compareGreedy(*forced, *cpu, name + (path == MlaPath::kAbsorbed ? " absorbed" : " expanded") + " prefill of 130 tokens", ramp(130, vocab), 4, 1 << 30);
+    }
+  }
+
 }
 
 TEST(fixtures_match_the_cpu_backend_and_their_references) {
