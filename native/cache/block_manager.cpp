@@ -88,14 +88,14 @@ std::optional<int> BlockManager::lookup(uint64_t hash, const int32_t* tokens) co
   return it->second;
 }
 
-std::optional<int> BlockManager::allocate(int64_t seqId, const int32_t* tokens, int numTokens) {
+std::optional<int> BlockManager::allocate(int64_t seqId, const int32_t* tokens, int numTokens, bool usePrefixHits) {
   check(!seqs_.count(seqId), "sequence " + std::to_string(seqId) + " already has blocks");
   check(numTokens > 0, "allocate needs at least one token");
   const int total = blocksFor(numTokens);
   // Find reusable full blocks; the last token is always computed, so a block holding it is not reused.
   std::vector<int> hits;
   uint64_t chain = 0;  // hash of the last hit block
-  if (prefixCaching_) {
+  if (prefixCaching_ && usePrefixHits) {
     for (int b = 0; (b + 1) * blockSize_ < numTokens; ++b) {
       const int32_t* blockTokens = tokens + static_cast<size_t>(b) * blockSize_;
       const uint64_t h = hashBlock(chain, blockTokens, blockSize_);

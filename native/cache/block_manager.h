@@ -23,7 +23,8 @@ class BlockManager {
   // a prefix when prefix caching is on. Returns the number of leading tokens whose cache entries
   // are already computed (a multiple of the block size, always < numTokens), or nothing when the
   // free blocks do not suffice (then nothing changes).
-  std::optional<int> allocate(int64_t seqId, const int32_t* tokens, int numTokens);
+  // usePrefixHits false: no cached block is reused (scoring needs every position computed).
+  std::optional<int> allocate(int64_t seqId, const int32_t* tokens, int numTokens, bool usePrefixHits = true);
   // Grows the sequence's table to hold numTokens; false (and no change) when blocks run out.
   bool ensureCapacity(int64_t seqId, int numTokens);
   // dst shares src's blocks. A partly filled last block is copied, so the new block's id is

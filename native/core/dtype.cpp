@@ -74,4 +74,17 @@ void toFloat(DType dtype, const void* src, float* dst, size_t count) {
   }
 }
 
+size_t countNonFinite(DType dtype, const void* src, size_t count) {
+  size_t bad = 0;
+  if (dtype == DType::kF32) {
+    const auto* u = static_cast<const uint32_t*>(src);
+    for (size_t i = 0; i < count; ++i) bad += (u[i] & 0x7f800000u) == 0x7f800000u;
+  } else {
+    const uint16_t mask = dtype == DType::kBF16 ? 0x7f80 : 0x7c00;
+    const auto* u = static_cast<const uint16_t*>(src);
+    for (size_t i = 0; i < count; ++i) bad += (u[i] & mask) == mask;
+  }
+  return bad;
+}
+
 }  // namespace mla

@@ -33,4 +33,7 @@ uint16_t floatToF16(float f);
 // Converts `count` elements of `dtype` at `src` (any alignment) to float.
 void toFloat(DType dtype, const void* src, float* dst, size_t count);
 
+// Values that are NaN or infinite among `count` values of `dtype` (their exponent bits all set).
+size_t countNonFinite(DType dtype, const void* src, size_t count);
+
 }  // namespace mla

@@ -1,5 +1,8 @@
 #include "core/safetensors.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -97,6 +100,11 @@ void SafetensorsSet::addFile(const std::string& path, const std::set<std::string
   if (!header.isObject()) throw Error(path + ": bad safetensors header: not a JSON object");
   const unsigned char* base = file->data() + 8 + headerLen;
   const size_t dataSize = size - 8 - headerLen;
+  struct Range {
+    size_t begin, end;
+    std::string name;
+  };
+  std::vector<Range> ranges;
   for (const auto& [name, entry] : header.object()) {
     if (name == "__metadata__" || (only && !only->count(name))) continue;
     const std::string where = path + ": tensor " + name;
@@ -107,12 +115,13 @@ void SafetensorsSet::addFile(const std::string& path, const std::set<std::string
     view.name = name;
     view.dtype = parseDType(entry.get("dtype").string(), where);
     for (const Json& d : entry.get("shape").array()) {
-      if (!d.isNumber() || d.number() < 0) throw Error(where + ": bad shape");
+      if (!d.isNumber() || d.number() < 0 || d.number() != std::floor(d.number())) throw Error(where + ": bad shape (dimensions must be non-negative integers)");
       view.shape.push_back(static_cast<int64_t>(d.number()));
     }
     const auto& offsets = entry.get("data_offsets").array();
     if (offsets.size() != 2 || !offsets[0].isNumber() || !offsets[1].isNumber()) throw Error(where + ": bad data_offsets");
     const double begin = offsets[0].number(), end = offsets[1].number();
+    if (begin != std::floor(begin) || end != std::floor(end)) throw Error(where + ": data_offsets must be integers");
     if (begin < 0 || end < begin || end > static_cast<double>(dataSize)) {
       throw Error(where + ": data_offsets [" + std::to_string(static_cast<int64_t>(begin)) + ", " +
                   std::to_string(static_cast<int64_t>(end)) + "] point outside the file's " +
@@ -126,7 +135,17 @@ void SafetensorsSet::addFile(const std::string& path, const std::set<std::string
     }
     view.data = base + static_cast<size_t>(begin);
     if (tensors_.count(name)) throw Error(where + ": tensor appears in more than one file");
+    ranges.push_back({static_cast<size_t>(begin), static_cast<size_t>(end), name});
     tensors_[name] = std::move(view);
+  }
+  // Tensors may not share bytes: overlapping ranges are a corrupt (or hostile) header.
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].begin < ranges[i - 1].end) {
+      throw Error(path + ": tensors " + ranges[i - 1].name + " and " + ranges[i].name + " overlap in the file (data_offsets [" +
+                  std::to_string(ranges[i - 1].begin) + ", " + std::to_string(ranges[i - 1].end) + ") and [" + std::to_string(ranges[i].begin) + ", " +
+                  std::to_string(ranges[i].end) + "))");
+    }
   }
   files_.push_back(std::move(file));
 }

@@ -193,12 +193,14 @@ void CpuBackend::sample(const std::vector<SampleRequest>& requests, int numTopLo
   });
 }
 
-void CpuBackend::scoreTargets(const int32_t* targets, float* out) {
+void CpuBackend::scoreTargets(const int32_t* targets, float* out, int numTop, int32_t* topIds, float* topLogprobs) {
   const int V = config_.vocabSize;
   forEachLogitChunk([&](int first, int count) {
     pool_.parallelFor(count, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        out[first + r] = targetLogprob(&logitsChunk_[static_cast<size_t>(r) * V], V, targets[first + r]);
+        const float* row = &logitsChunk_[static_cast<size_t>(r) * V];
+        out[first + r] = targetLogprob(row, V, targets[first + r]);
+        if (numTop > 0) topLogprobsOf(row, V, numTop, topIds + (first + r) * numTop, topLogprobs + (first + r) * numTop);
       }
     });
   });

@@ -22,7 +22,7 @@ class CpuBackend : public Backend {
   void poisonBlock(int block) override;
   void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
-  void scoreTargets(const int32_t* targets, float* out) override;
+  void scoreTargets(const int32_t* targets, float* out, int numTop, int32_t* topIds, float* topLogprobs) override;
   std::vector<float> logits() override;
   void endOfStep() override { pool_.park(); }
 

@@ -124,6 +124,15 @@ int32_t draw(std::vector<int32_t>& cand, const float* weight, double u) {
 
 double uniformFromCounter(uint64_t seed, uint64_t counter) { return philoxUniform(seed, counter); }
 
+void topLogprobsOf(const float* logits, int vocab, int k, int32_t* ids, float* logprobs) {
+  std::vector<float> scratch;
+  std::vector<int32_t> order;
+  SampleResult r;
+  topLogprobs(logits, vocab, logSumExp(logits, vocab, scratch), k, r, order);
+  std::copy(r.topTokens.begin(), r.topTokens.end(), ids);
+  std::copy(r.topLogprobs.begin(), r.topLogprobs.end(), logprobs);
+}
+
 float targetLogprob(const float* logits, int vocab, int32_t target) {
   std::vector<float> scratch;
   return static_cast<float>(logits[target] - logSumExp(logits, vocab, scratch));

@@ -23,4 +23,7 @@ void sampleRow(const float* logits, int vocab, const SampleRequest& req, int num
 // log p(target) under softmax(logits [vocab]), in double.
 float targetLogprob(const float* logits, int vocab, int32_t target);
 
+// The k most likely tokens of a logits row (ties: lower id first) and their log-probs.
+void topLogprobsOf(const float* logits, int vocab, int k, int32_t* ids, float* logprobs);
+
 }  // namespace mla::cpu

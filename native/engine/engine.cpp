@@ -66,14 +66,14 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
 }
 
 std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
-                                       const SamplingParams& params) {
+                                       const SamplingParams& params, bool usePrefixHits) {
   check(!seqs_.count(seqId), "sequence " + std::to_string(seqId) + " already exists");
   check(numPromptTokens >= 0 && numPromptTokens <= numTokens, "numPromptTokens must be within [0, numTokens]");
   for (int i = 0; i < numTokens; ++i) {
     check(tokens[i] >= 0 && tokens[i] < config_.vocabSize,
           "token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " + std::to_string(config_.vocabSize) + ")");
   }
-  auto cached = blocks_->allocate(seqId, tokens, numTokens);
+  auto cached = blocks_->allocate(seqId, tokens, numTokens, usePrefixHits);
   if (!cached) return std::nullopt;
   Sequence seq;
   seq.params = params;
@@ -198,14 +198,19 @@ std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* 
   return results;
 }
 
-std::vector<float> Engine::score(const StepInput& in, const int32_t* targets) {
+Engine::Scores Engine::score(const StepInput& in, const int32_t* targets, int numTop) {
+  check(numTop >= 0 && numTop <= 20, "score: numTop must be within [0, 20]");
   ForwardBatch batch = buildBatch(in, LogitRows::kAll);
   for (int i = 0; i < batch.numTokens; ++i) {
     check(targets[i] >= 0 && targets[i] < config_.vocabSize, "score: target id " + std::to_string(targets[i]) + " is outside the vocabulary");
   }
   forward(in, batch, ForwardOptions{});
-  std::vector<float> out(static_cast<size_t>(batch.numTokens));
-  backend_->scoreTargets(targets, out.data());
+  Scores out;
+  const size_t n = static_cast<size_t>(batch.numTokens);
+  out.logprobs.resize(n);
+  out.topIds.resize(n * static_cast<size_t>(numTop));
+  out.topLogprobs.resize(n * static_cast<size_t>(numTop));
+  backend_->scoreTargets(targets, out.logprobs.data(), numTop, out.topIds.data(), out.topLogprobs.data());
   backend_->endOfStep();
   return out;
 }

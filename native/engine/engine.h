@@ -51,7 +51,7 @@ class Engine {
   // numPromptTokens are its prompt, the rest its earlier output (re-admission after preemption).
   // Returns the number of leading tokens already cached, or nothing if the blocks do not suffice.
   std::optional<int> addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
-                                 const SamplingParams& params);
+                                 const SamplingParams& params, bool usePrefixHits = true);
   bool ensureCapacity(int64_t seqId, int numTokens);
   // dst continues from src's computed tokens with its own sampling parameters; false if no block is free.
   bool fork(int64_t srcId, int64_t dstId, const SamplingParams& params);
@@ -60,8 +60,14 @@ class Engine {
 
   // Runs one step and samples a token for each masked sequence (results in mask order).
   std::vector<SampleResult> step(const StepInput& input, std::vector<float>* logitsOut = nullptr);
-  // Runs one step over the input and returns log p(targets[i]) for every new token i.
-  std::vector<float> score(const StepInput& input, const int32_t* targets);
+  // Runs one step over the input and returns log p(targets[i]) for every new token i, and with
+  // numTop > 0 each position's numTop most likely tokens and their log-probs.
+  struct Scores {
+    std::vector<float> logprobs;     // [tokens]
+    std::vector<int32_t> topIds;     // [tokens, numTop]
+    std::vector<float> topLogprobs;  // [tokens, numTop]
+  };
+  Scores score(const StepInput& input, const int32_t* targets, int numTop = 0);
   // Runs the input through layers [0, lastLayer] (-1: all) for the observer; no logits. With
   // stopAtAttentionInput, lastLayer runs only up to its attention input ("attn_norm").
   void calibrate(const StepInput& input, ActivationObserver& observer, int lastLayer, bool stopAtAttentionInput);

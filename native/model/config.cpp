@@ -124,9 +124,11 @@ void parseCommon(const Fields& f, ModelConfig& c) {
   c.numLayers = f.integer("num_hidden_layers");
   c.numHeads = f.integer("num_attention_heads");
   c.rmsNormEps = static_cast<float>(f.numberOr("rms_norm_eps", 1e-6));
+  if (!(c.rmsNormEps > 0) || !std::isfinite(c.rmsNormEps)) refuse("rms_norm_eps", std::to_string(f.numberOr("rms_norm_eps", 1e-6)), "must be a positive number");
   c.tieWordEmbeddings = f.booleanOr("tie_word_embeddings", false);
   c.maxPositionEmbeddings = f.integerOr("max_position_embeddings", 4096);
   c.rope.theta = f.numberOr("rope_theta", 10000.0);
+  if (!(c.rope.theta > 1) || !std::isfinite(c.rope.theta)) refuse("rope_theta", std::to_string(c.rope.theta), "must be a number above 1");
   const std::string act = f.stringOr("hidden_act", "silu");
   if (act != "silu") refuse("hidden_act", "\"" + act + "\"", "supported: silu");
   if (c.hiddenSize == 0 || c.numHeads == 0 || c.numLayers == 0 || c.vocabSize == 0) {

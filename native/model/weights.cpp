@@ -10,6 +10,12 @@ namespace {
 std::string shapeOf(int64_t rows, int64_t cols) {
   return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
 }
+
+// A NaN or infinite weight poisons every output it touches: refuse the checkpoint at load.
+void requireFinite(const std::string& name, const TensorView& t) {
+  const size_t bad = countNonFinite(t.dtype, t.data, static_cast<size_t>(t.numElements()));
+  if (bad) throw Error(name + ": " + std::to_string(bad) + " of " + std::to_string(t.numElements()) + " values are NaN or infinite (a damaged checkpoint)");
+}
 }  // namespace
 
 Matrix LoadedWeights::matrix(const std::string& name, int rows, int cols) {
@@ -17,6 +23,7 @@ Matrix LoadedWeights::matrix(const std::string& name, int rows, int cols) {
   if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols) {
     throw Error(name + ": expected shape " + shapeOf(rows, cols) + ", found " + t.shapeString());
   }
+  requireFinite(name, t);
   Matrix m{t.data, t.dtype, rows, cols};
   const bool aligned = reinterpret_cast<uintptr_t>(t.data) % dtypeSize(t.dtype) == 0;
   if (t.dtype == DType::kF16 || !aligned) {  // widen (F16) or realign into owned float storage
@@ -37,6 +44,7 @@ std::vector<float> LoadedWeights::vector(const std::string& name, int size, bool
   if (t.shape.size() != 1 || t.shape[0] != size) {
     throw Error(name + ": expected shape [" + std::to_string(size) + "], found " + t.shapeString());
   }
+  requireFinite(name, t);
   std::vector<float> v(static_cast<size_t>(size));
   toFloat(t.dtype, t.data, v.data(), v.size());
   return v;

@@ -79,7 +79,9 @@ SamplingParams samplingParamsArg(const Napi::CallbackInfo& info, size_t index) {
   SamplingParams p;
   p.temperature = static_cast<float>(numberField(o, "temperature", 1.0));
   p.topP = static_cast<float>(numberField(o, "topP", 1.0));
-  p.topK = static_cast<int>(intField(o, "topK", 0));
+  const int64_t topK = intField(o, "topK", 0);
+  if (topK < 0 || topK > 2147483647) throwType(env, "topK must be within [0, 2147483647]");
+  p.topK = static_cast<int>(topK);
   p.minP = static_cast<float>(numberField(o, "minP", 0.0));
   p.repetitionPenalty = static_cast<float>(numberField(o, "repetitionPenalty", 1.0));
   p.presencePenalty = static_cast<float>(numberField(o, "presencePenalty", 0.0));
@@ -87,7 +89,6 @@ SamplingParams samplingParamsArg(const Napi::CallbackInfo& info, size_t index) {
   const int64_t seed = intField(o, "seed", 0);
   if (p.temperature < 0) throwType(env, "temperature must be >= 0");
   if (!(p.topP > 0 && p.topP <= 1)) throwType(env, "topP must be in (0, 1]");
-  if (p.topK < 0) throwType(env, "topK must be >= 0");
   if (p.minP < 0 || p.minP > 1) throwType(env, "minP must be in [0, 1]");
   if (p.repetitionPenalty <= 0) throwType(env, "repetitionPenalty must be > 0");
   if (seed < 0) throwType(env, "seed must be >= 0");

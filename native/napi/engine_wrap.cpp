@@ -41,6 +41,7 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
       InstanceMethod("checkIntegrity", &EngineWrap::checkIntegrity),
       InstanceMethod("step", &EngineWrap::step),
       InstanceMethod("score", &EngineWrap::score),
+      InstanceMethod("scoreTop", &EngineWrap::scoreTop),
       InstanceMethod("dispose", &EngineWrap::dispose),
       InstanceMethod("beginStatistics", &EngineWrap::beginStatistics),
       InstanceMethod("calibrate", &EngineWrap::calibrate),
@@ -123,7 +124,7 @@ Napi::Value EngineWrap::numFreeBlocks(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), engine_->blocks().numFreeBlocks());
 }
 
-// addSequence(seqId, tokens: Int32Array, numPromptTokens, params) -> cached token count | null
+// addSequence(seqId, tokens: Int32Array, numPromptTokens, params, usePrefixCache = true) -> cached token count | null
 Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
   requireIdle(info.Env(), "addSequence");
   const int64_t id = intArg(info, 0, "seqId");
@@ -132,7 +133,14 @@ Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
   const SamplingParams params = samplingParamsArg(info, 3);
   if (tokens.empty()) throwType(info.Env(), "tokens must not be empty");
   if (numPrompt < 0 || numPrompt > static_cast<int64_t>(tokens.size())) throwType(info.Env(), "numPromptTokens must be within [0, tokens.length]");
-  auto cached = guarded(info.Env(), [&] { return engine_->addSequence(id, tokens.data(), static_cast<int>(tokens.size()), static_cast<int>(numPrompt), params); });
+  bool usePrefixHits = true;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    if (!info[4].IsBoolean()) throwType(info.Env(), "usePrefixCache must be a boolean");
+    usePrefixHits = info[4].As<Napi::Boolean>().Value();
+  }
+  auto cached = guarded(info.Env(), [&] {
+    return engine_->addSequence(id, tokens.data(), static_cast<int>(tokens.size()), static_cast<int>(numPrompt), params, usePrefixHits);
+  });
   return cached ? Napi::Number::New(info.Env(), *cached) : info.Env().Null();
 }
 
@@ -186,7 +194,17 @@ Napi::Value EngineWrap::score(const Napi::CallbackInfo& info) {
   StepInput input = stepInputArg(info, 0, false);
   std::vector<int32_t> targets = int32ArrayField(info[0].As<Napi::Object>(), "targetIds");
   if (targets.size() != input.tokenIds.size()) throwType(info.Env(), "targetIds must have one entry per token in tokenIds");
-  return ScoreWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), std::move(targets));
+  return ScoreWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), std::move(targets), 0);
+}
+
+Napi::Value EngineWrap::scoreTop(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "scoreTop");
+  StepInput input = stepInputArg(info, 0, false);
+  std::vector<int32_t> targets = int32ArrayField(info[0].As<Napi::Object>(), "targetIds");
+  if (targets.size() != input.tokenIds.size()) throwType(info.Env(), "targetIds must have one entry per token in tokenIds");
+  const int64_t k = intArg(info, 1, "numTopLogprobs");
+  if (k < 1 || k > 20) throwType(info.Env(), "numTopLogprobs must be within [1, 20]");
+  return ScoreWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), std::move(targets), static_cast<int>(k));
 }
 
 Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {

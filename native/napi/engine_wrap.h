@@ -35,6 +35,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value checkIntegrity(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);
   Napi::Value score(const Napi::CallbackInfo& info);
+  Napi::Value scoreTop(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
   Napi::Value beginStatistics(const Napi::CallbackInfo& info);
   Napi::Value calibrate(const Napi::CallbackInfo& info);

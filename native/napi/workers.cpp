@@ -117,22 +117,34 @@ void StepWorker::OnOK() {
   deferred_.Resolve(out);
 }
 
-ScoreWorker::ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets)
-    : EngineWorker(env, wrap, self), input_(std::move(input)), targets_(std::move(targets)) {}
+ScoreWorker::ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets, int numTop)
+    : EngineWorker(env, wrap, self), input_(std::move(input)), targets_(std::move(targets)), numTop_(numTop) {}
 
-Napi::Value ScoreWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets) {
-  return queue(new ScoreWorker(env, wrap, self, std::move(input), std::move(targets)));
+Napi::Value ScoreWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets, int numTop) {
+  return queue(new ScoreWorker(env, wrap, self, std::move(input), std::move(targets), numTop));
 }
 
 void ScoreWorker::Execute() {
-  logprobs_ = wrap_->engine().score(input_, targets_.data());
+  scores_ = wrap_->engine().score(input_, targets_.data(), numTop_);
 }
 
 void ScoreWorker::OnOK() {
   finish();
-  auto out = Napi::Float32Array::New(Env(), logprobs_.size());
-  std::memcpy(out.Data(), logprobs_.data(), logprobs_.size() * sizeof(float));
-  deferred_.Resolve(out);
+  auto logprobs = Napi::Float32Array::New(Env(), scores_.logprobs.size());
+  std::memcpy(logprobs.Data(), scores_.logprobs.data(), scores_.logprobs.size() * sizeof(float));
+  if (numTop_ == 0) {
+    deferred_.Resolve(logprobs);
+    return;
+  }
+  auto ids = Napi::Int32Array::New(Env(), scores_.topIds.size());
+  std::memcpy(ids.Data(), scores_.topIds.data(), scores_.topIds.size() * sizeof(int32_t));
+  auto top = Napi::Float32Array::New(Env(), scores_.topLogprobs.size());
+  std::memcpy(top.Data(), scores_.topLogprobs.data(), scores_.topLogprobs.size() * sizeof(float));
+  Napi::Object o = Napi::Object::New(Env());
+  o.Set("logprobs", logprobs);
+  o.Set("topTokenIds", ids);
+  o.Set("topLogprobs", top);
+  deferred_.Resolve(o);
 }
 
 CalibrateWorker::CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput)

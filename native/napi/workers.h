@@ -70,15 +70,17 @@ class StepWorker : public EngineWorker {
 
 class ScoreWorker : public EngineWorker {
  public:
-  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets);
+  // numTop 0: resolves the target log-probs (Float32Array); else {logprobs, topTokenIds, topLogprobs}.
+  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets, int numTop);
   void Execute() override;
   void OnOK() override;
 
  private:
-  ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets);
+  ScoreWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, std::vector<int32_t> targets, int numTop);
   StepInput input_;
   std::vector<int32_t> targets_;
-  std::vector<float> logprobs_;
+  int numTop_;
+  Engine::Scores scores_;
 };
 
 class CalibrateWorker : public EngineWorker {

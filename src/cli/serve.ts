@@ -5,7 +5,7 @@ import { loadModel } from "../model/load.js";
 import { buildApp } from "../server/app.js";
 import { createServingContext } from "../server/serving.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
-import { engineFlags, loadOptionsFrom } from "./common.js";
+import { engineFlags, loadOptionsFrom, parseBytes } from "./common.js";
 import { chooseModel, modelFlags } from "./model_source.js";
 
 const FLAGS: Record<string, FlagSpec> = {
@@ -22,12 +22,47 @@ const FLAGS: Record<string, FlagSpec> = {
   "drain-timeout": { type: "float", default: 30, help: "seconds to finish in-flight requests after SIGTERM" },
   "log-prompts": { type: "boolean", default: false, help: "include prompt text in the request log" },
   "log-level": { type: "string", default: "info", help: "trace, debug, info, warn, error" },
+  "allowed-origins": { type: "string", default: "*", help: "CORS: origins allowed to call the API, comma-separated or a JSON list (* any)" },
+  "allowed-methods": { type: "string", default: "*", help: "CORS: methods allowed (comma-separated or a JSON list)" },
+  "allowed-headers": { type: "string", default: "*", help: "CORS: request headers allowed (comma-separated or a JSON list)" },
+  "allow-credentials": { type: "boolean", default: false, help: "CORS: allow cookies and authorization from other origins" },
+  "enable-request-id-headers": { type: "boolean", default: false, help: "a request's X-Request-Id becomes the response's id" },
+  "max-request-bytes": { type: "string", default: "16MiB", help: "larger request bodies get 413 while they arrive" },
+  "request-timeout": { type: "float", default: 60, help: "seconds a request (headers and body) may take to arrive" },
+  "stream-stall-timeout": { type: "float", default: 30, help: "seconds a streaming client may stop reading before its request is cancelled" },
+  "tokenizer-workers": { type: "int", default: 2, help: "worker threads that tokenize long prompts off the event loop (0: none)" },
+  "vllm-metrics": { type: "boolean", default: true, help: "also publish every metric under vLLM's names (vllm:*), for vLLM dashboards" },
   ...engineFlags(),
   ...modelFlags(),
 };
 
+/** "a,b" or '["a", "b"]' -> ["a", "b"]. */
+function listFlag(v: unknown, flag: string): string[] {
+  const text = String(v).trim();
+  let list: unknown = text.split(",").map((s) => s.trim()).filter(Boolean);
+  if (text.startsWith("[")) {
+    try {
+      list = JSON.parse(text);
+    } catch {
+      throw new UsageError(`--${flag} must be a comma-separated list or a JSON list of strings, got ${text}`);
+    }
+  }
+  if (!Array.isArray(list) || list.length === 0 || list.some((s) => typeof s !== "string")) throw new UsageError(`--${flag} must list at least one string`);
+  return list as string[];
+}
+
 function positiveInt(v: unknown, flag: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new UsageError(`--${flag} must be a positive integer`);
+  return v;
+}
+
+function nonNegativeInt(v: unknown, flag: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new UsageError(`--${flag} must be a non-negative integer`);
+  return v;
+}
+
+function positiveSeconds(v: unknown, flag: string): number {
+  if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) throw new UsageError(`--${flag} must be a positive number of seconds`);
   return v;
 }
 
@@ -70,9 +105,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
     maxNumSeqs, maxNumBatchedTokens,
     maxQueueLen: positiveInt(v["max-queue-len"], "max-queue-len"),
     logPrompts: v["log-prompts"] as boolean,
+    tokenizerWorkers: nonNegativeInt(v["tokenizer-workers"], "tokenizer-workers"),
+    streamStallMs: positiveSeconds(v["stream-stall-timeout"], "stream-stall-timeout") * 1000,
+    vllmMetrics: v["vllm-metrics"] as boolean,
   });
   const engine = ctx.engine;
-  const app = await buildApp({ ctx, logger, apiKey: v["api-key"] as string | undefined });
+  const app = await buildApp({
+    ctx, logger, apiKey: v["api-key"] as string | undefined,
+    cors: {
+      origins: listFlag(v["allowed-origins"], "allowed-origins"), methods: listFlag(v["allowed-methods"], "allowed-methods"),
+      headers: listFlag(v["allowed-headers"], "allowed-headers"), credentials: v["allow-credentials"] as boolean,
+    },
+    bodyLimit: parseBytes(v["max-request-bytes"] as string, "max-request-bytes"),
+    requestTimeoutMs: positiveSeconds(v["request-timeout"], "request-timeout") * 1000,
+    requestIdHeaders: v["enable-request-id-headers"] as boolean,
+  });
   const address = await app.listen({ host: v.host as string, port });
   logger.info({ address }, `serving ${names[0]} at ${address}/v1`);
 
@@ -82,17 +129,18 @@ export async function serveCommand(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       const timeoutMs = (v["drain-timeout"] as number) * 1000;
-      logger.info({ signal, running: engine.numRunning, waiting: engine.numWaiting, drainTimeoutMs: timeoutMs }, "draining: no new connections; finishing in-flight requests");
+      logger.info({ signal, running: engine.numRunning, waiting: engine.numWaiting, drainTimeoutMs: timeoutMs }, "draining: new requests get 503; finishing in-flight requests");
+      // Still listening: new requests get a 503 in OpenAI's shape (and /health says draining) until the end.
       ctx.draining = true;
-      app.server.close();
       const timer = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref());
       const drained = await Promise.race([engine.whenIdle().then(() => true), timer]);
       if (!drained) {
-        logger.warn("drain timeout: cancelling the remaining requests");
-        engine.abortAll();
+        logger.warn("drain timeout: cancelling the remaining requests (their clients get a 503 error)");
+        engine.abortAll("the server shut down before this request finished (drain timeout)");
         await engine.whenIdle();
       }
       await app.close();
+      await ctx.text?.close();
       model.engine.dispose();
       logger.info("stopped");
       resolve(0);

@@ -3,7 +3,7 @@
 import type { NativeEngine } from "../native/types.js";
 import { ChoiceOutput, type StopRules } from "./output.js";
 import { ModelRunner } from "./runner.js";
-import { nativeParams, validateSampling, type SamplingOptions } from "./sampling.js";
+import { GREEDY_PARAMS, nativeParams, validateSampling, type SamplingOptions } from "./sampling.js";
 import { Scheduler, type SchedulerOutput } from "./scheduler.js";
 import { EventStream } from "./stream.js";
 import { Sequence, type FinishReason } from "./sequence.js";
@@ -43,7 +43,7 @@ export interface RequestSummary {
 export type RequestEvent =
   | { type: "delta"; delta: ChoiceDelta }
   | { type: "done"; summary: RequestSummary }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string; shutdown?: boolean };
 
 export interface RequestHandle extends AsyncIterable<RequestEvent> {
   readonly requestId: string;
@@ -85,6 +85,8 @@ interface RequestState {
   arrivalTime: number;
   firstTokenTime: number | undefined;
   lastTokenTime: Map<number, number>; // seqId -> time of its last token
+  /** Set when the server shuts down under the request: it ends with this error, not a summary. */
+  shutdownMessage?: string;
 }
 
 export class LLMEngine {
@@ -97,6 +99,8 @@ export class LLMEngine {
   private stepping = false;
   private looping = false;
   private idleWaiters: (() => void)[] = [];
+  /** Work on the native engine that is not a scheduled step (prompt scoring), run between steps. */
+  private readonly sideJobs: (() => Promise<void>)[] = [];
   private readonly blockSize: number;
   private readonly numBlocks: number;
   private readonly vocabSize: number;
@@ -120,13 +124,16 @@ export class LLMEngine {
     this.rules = { eosTokenIds: new Set(config.eosTokenIds), maxModelLen: config.maxModelLen };
   }
 
-  /** Cache numbers; read between steps (a step in flight shows the last ones). */
+  /** Cache numbers as of the end of the last step (or now, when the engine is idle). */
   cacheStats(): { numBlocks: number; numFreeBlocks: number; prefixHitTokens: number; prefixQueryTokens: number } {
-    if (!this.stepping) {
-      const info = this.native.cacheInfo();
-      this.lastCacheStats = { numBlocks: info.numBlocks, numFreeBlocks: info.numFreeBlocks, prefixHitTokens: info.prefixHitTokens, prefixQueryTokens: info.prefixQueryTokens };
-    }
+    if (!this.stepping && !this.looping) this.publishCacheStats();
     return this.lastCacheStats;
+  }
+
+  // After every step: scrapes during a busy run read these (the native numbers are not read mid-step).
+  private publishCacheStats(): void {
+    const info = this.native.cacheInfo();
+    this.lastCacheStats = { numBlocks: info.numBlocks, numFreeBlocks: info.numFreeBlocks, prefixHitTokens: info.prefixHitTokens, prefixQueryTokens: info.prefixQueryTokens };
   }
 
   get numRunning(): number {
@@ -174,9 +181,54 @@ export class LLMEngine {
     }
   }
 
-  /** Cancels every request (shutdown after the drain timeout). */
-  abortAll(): void {
-    for (const id of [...this.requests.keys()]) this.abort(id);
+  /** Cancels every request; with `shutdownMessage` (the drain timeout) they end with that error. */
+  abortAll(shutdownMessage?: string): void {
+    for (const [id, state] of [...this.requests]) {
+      if (shutdownMessage) state.shutdownMessage = shutdownMessage;
+      this.abort(id);
+    }
+  }
+
+  /**
+   * The log-prob of every prompt token given the ones before (the first has none: null), with the
+   * `top` most likely tokens at each position; runs between steps, in chunks of the step budget.
+   */
+  promptLogprobs(promptIds: number[], top: number): Promise<(TokenLogprob | null)[]> {
+    if (promptIds.length === 0) return Promise.resolve([]);
+    for (const t of promptIds) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) return Promise.reject(new EngineInputError(`token id ${t} is outside the vocabulary [0, ${this.vocabSize})`, "prompt"));
+    }
+    return new Promise((resolve, reject) => {
+      this.sideJobs.push(() => this.scorePrompt(promptIds, top).then(resolve, reject));
+      void this.loop();
+    });
+  }
+
+  private async scorePrompt(ids: number[], top: number): Promise<(TokenLogprob | null)[]> {
+    const seqId = this.allocSeqId();
+    const k = Math.max(1, top);
+    if (this.native.addSequence(seqId, Int32Array.from(ids), ids.length, GREEDY_PARAMS, false) === null) {
+      throw new EngineInputError(`the cache has no room to score a prompt of ${ids.length} tokens right now`, "prompt");
+    }
+    const out: (TokenLogprob | null)[] = [null];
+    try {
+      // Position t predicts token t + 1; the last position predicts nothing we need.
+      for (let start = 0; start < ids.length - 1; start += this.config.maxNumBatchedTokens) {
+        const n = Math.min(this.config.maxNumBatchedTokens, ids.length - 1 - start);
+        const s = await this.native.scoreTop({
+          seqIds: Int32Array.of(seqId), startPositions: Int32Array.of(start), numTokens: Int32Array.of(n),
+          tokenIds: Int32Array.from(ids.slice(start, start + n)), targetIds: Int32Array.from(ids.slice(start + 1, start + 1 + n)),
+        }, k);
+        for (let i = 0; i < n; ++i) {
+          const alternatives = [];
+          for (let j = 0; j < top; ++j) alternatives.push({ tokenId: s.topTokenIds[i * k + j]!, logprob: s.topLogprobs[i * k + j]! });
+          out.push({ tokenId: ids[start + i + 1]!, logprob: s.logprobs[i]!, top: alternatives });
+        }
+      }
+    } finally {
+      this.native.freeSequence(seqId);
+    }
+    return out;
   }
 
   /** Resolves when no request is left. */
@@ -193,6 +245,9 @@ export class LLMEngine {
     const vocab = this.vocabSize;
     for (const t of r.promptIds) {
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new EngineInputError(`token id ${t} is outside the vocabulary [0, ${vocab})`, "prompt");
+    }
+    for (const t of r.sampling.stopTokenIds) {
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new EngineInputError(`stop token id ${t} is outside the vocabulary [0, ${vocab})`, "stop_token_ids");
     }
     if (r.promptIds.length >= this.config.maxModelLen) {
       throw new EngineInputError(
@@ -215,13 +270,27 @@ export class LLMEngine {
     if (this.looping) return;
     this.looping = true;
     try {
-      while (this.scheduler.hasWork()) {
-        const out = this.scheduler.schedule();
+      while (this.scheduler.hasWork() || this.sideJobs.length > 0) {
+        while (this.sideJobs.length > 0) await this.sideJobs.shift()!();
+        if (!this.scheduler.hasWork()) continue;
+        let out: SchedulerOutput;
+        try {
+          out = this.scheduler.schedule();
+        } catch (err) {
+          // A bug, not an input: fail what is queued and running rather than the process.
+          this.failEverything(`the scheduler failed: ${err instanceof Error ? err.message : String(err)}`);
+          continue;
+        }
+        for (const { seq, message } of out.refused) {
+          const state = this.bySeq.get(seq.seqId);
+          if (state) this.failRequest(state, message);
+        }
         if (out.scheduled.length === 0) {
-          this.failUnschedulable();
+          if (out.refused.length === 0) this.failUnschedulable();
           continue;
         }
         await this.runStep(out);
+        this.publishCacheStats();
       }
     } finally {
       this.looping = false;
@@ -313,7 +382,8 @@ export class LLMEngine {
       finishTime: performance.now(),
     };
     this.requests.delete(state.request.requestId);
-    state.stream.push({ type: "done", summary });
+    if (state.shutdownMessage) state.stream.push({ type: "error", message: state.shutdownMessage, shutdown: true });
+    else state.stream.push({ type: "done", summary });
     state.stream.close();
     this.config.observer?.onRequestDone?.(summary);
   }
@@ -339,6 +409,11 @@ export class LLMEngine {
     this.requests.delete(state.request.requestId);
     state.stream.push({ type: "error", message });
     state.stream.close();
+  }
+
+  private failEverything(message: string): void {
+    for (const state of [...this.requests.values()]) this.failRequest(state, message);
+    for (const seq of [...this.scheduler.waiting, ...this.scheduler.running]) this.scheduler.finish(seq);
   }
 
   // Nothing could be scheduled: the head of the queue needs more blocks than exist while nothing runs.

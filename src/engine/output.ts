@@ -24,7 +24,7 @@ export class ChoiceOutput {
 
   constructor(private readonly seq: Sequence, decode: DecodeFn | null, private readonly rules: StopRules) {
     this.detok = decode ? new IncrementalDetokenizer(decode, seq.tokenIds.slice(0, seq.numPromptTokens)) : null;
-    this.holdBack = Math.max(0, ...seq.sampling.stop.map((s) => s.length - 1));
+    this.holdBack = seq.sampling.stop.reduce((m, s) => Math.max(m, s.length - 1), 0);
   }
 
   /** Processes the sequence's newest token. */

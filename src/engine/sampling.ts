@@ -34,6 +34,11 @@ export interface GenerationDefaults {
 
 export const MAX_TOP_LOGPROBS = 20;
 const SEED_LIMIT = 2 ** 48;
+const INT32_MAX = 2 ** 31 - 1;
+/** Per request: stop strings, their total length, and stop token ids (each checked against every new token). */
+export const MAX_STOP_STRINGS = 128;
+export const MAX_STOP_CHARS = 64 * 1024;
+export const MAX_STOP_TOKEN_IDS = 1024;
 
 /** Fills unset options from the model's defaults, then the engine's. */
 export function resolveSampling(partial: Partial<SamplingOptions>, defaults: GenerationDefaults = {}): SamplingOptions {
@@ -62,7 +67,7 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
   if (!Number.isInteger(s.maxTokens) || s.maxTokens < 1) return bad("max_tokens", "max_tokens must be a positive integer");
   if (!(s.temperature >= 0 && s.temperature <= 100)) return bad("temperature", "temperature must be in [0, 100]");
   if (!(s.topP > 0 && s.topP <= 1)) return bad("top_p", "top_p must be in (0, 1]");
-  if (!Number.isInteger(s.topK) || s.topK < -1) return bad("top_k", "top_k must be -1, 0 (all tokens) or a positive integer");
+  if (!Number.isInteger(s.topK) || s.topK < -1 || s.topK > INT32_MAX) return bad("top_k", `top_k must be -1, 0 (all tokens) or an integer in [1, ${INT32_MAX}]`);
   if (!(s.minP >= 0 && s.minP <= 1)) return bad("min_p", "min_p must be in [0, 1]");
   if (!(s.presencePenalty >= -2 && s.presencePenalty <= 2)) return bad("presence_penalty", "presence_penalty must be in [-2, 2]");
   if (!(s.frequencyPenalty >= -2 && s.frequencyPenalty <= 2)) return bad("frequency_penalty", "frequency_penalty must be in [-2, 2]");
@@ -74,6 +79,10 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
     return bad("logprobs", `logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
   }
   if (s.stop.some((x) => typeof x !== "string" || x.length === 0)) return bad("stop", "stop strings must be non-empty strings");
+  if (s.stop.length > MAX_STOP_STRINGS) return bad("stop", `at most ${MAX_STOP_STRINGS} stop strings, got ${s.stop.length}`);
+  if (s.stop.reduce((n, x) => n + x.length, 0) > MAX_STOP_CHARS) return bad("stop", `the stop strings may have ${MAX_STOP_CHARS} characters in all`);
+  if (s.stopTokenIds.length > MAX_STOP_TOKEN_IDS) return bad("stop_token_ids", `at most ${MAX_STOP_TOKEN_IDS} stop token ids, got ${s.stopTokenIds.length}`);
+  if (!Number.isInteger(s.maxTokens) || s.maxTokens > INT32_MAX) return bad("max_tokens", `max_tokens must be at most ${INT32_MAX}`);
   return null;
 }
 

@@ -31,6 +31,8 @@ export interface SchedulerOutput {
   scheduled: ScheduledSeq[];
   numBatchedTokens: number;
   preempted: Sequence[];
+  /** Sequences the native engine refused at admission, with its message: they leave the queue. */
+  refused: { seq: Sequence; message: string }[];
 }
 
 export class Scheduler {
@@ -59,6 +61,7 @@ export class Scheduler {
     let budget = this.config.maxNumBatchedTokens;
     const scheduled: ScheduledSeq[] = [];
     const preempted: Sequence[] = [];
+    const refused: { seq: Sequence; message: string }[] = [];
     for (let i = 0; i < this.running.length && budget > 0; ) {
       const seq = this.running[i]!;
       const n = Math.min(seq.numUncomputedTokens, budget);
@@ -72,7 +75,16 @@ export class Scheduler {
       const seq = this.waiting[0]!;
       const needed = Math.ceil(seq.numTokens / this.config.blockSize);
       if (this.running.length > 0 && needed > this.alloc.numFreeBlocks() - this.watermarkBlocks) break;
-      const cached = this.alloc.addSequence(seq.seqId, Int32Array.from(seq.tokenIds), seq.numPromptTokens, seq.nativeParams);
+      let cached: number | null;
+      try {
+        cached = this.alloc.addSequence(seq.seqId, Int32Array.from(seq.tokenIds), seq.numPromptTokens, seq.nativeParams);
+      } catch (err) {
+        // Input the checks upstream should have caught: the request fails, the engine goes on.
+        this.waiting.shift();
+        seq.status = "finished";
+        refused.push({ seq, message: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
       if (cached === null) break;
       this.waiting.shift();
       seq.status = "running";
@@ -84,7 +96,7 @@ export class Scheduler {
       scheduled.push({ seq, numTokens: n, sample: cached + n === seq.numTokens });
       budget -= n;
     }
-    return { scheduled, numBatchedTokens: this.config.maxNumBatchedTokens - budget, preempted };
+    return { scheduled, numBatchedTokens: this.config.maxNumBatchedTokens - budget, preempted, refused };
   }
 
   /** Records a step's work: computed counts advance and sampled tokens are appended. */

@@ -16,6 +16,11 @@ export class EventStream<T> implements AsyncIterable<T> {
     }
   }
 
+  /** Items pushed and not yet taken. */
+  get size(): number {
+    return this.items.length;
+  }
+
   close(): void {
     this.closed = true;
     if (this.waiter && this.items.length === 0) {

@@ -131,7 +131,8 @@ export interface NativeEngine {
   cacheInfo(): CacheInfo;
   numFreeBlocks(): number;
   /** Returns the number of leading tokens already cached, or null when blocks do not suffice. */
-  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, params: NativeSamplingParams): number | null;
+  /** usePrefixCache false: compute every position (scoring), even where the prefix cache has blocks. */
+  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, params: NativeSamplingParams, usePrefixCache?: boolean): number | null;
   ensureCapacity(seqId: number, numTokens: number): boolean;
   fork(srcSeqId: number, dstSeqId: number, params: NativeSamplingParams): boolean;
   freeSequence(seqId: number): void;
@@ -141,6 +142,8 @@ export interface NativeEngine {
   checkIntegrity(): void;
   step(batch: StepBatch): Promise<StepOutput>;
   score(batch: ScoreBatch): Promise<Float32Array>;
+  /** score, and at every position the numTopLogprobs (1..20) most likely tokens. */
+  scoreTop(batch: ScoreBatch, numTopLogprobs: number): Promise<{ logprobs: Float32Array; topTokenIds: Int32Array; topLogprobs: Float32Array }>;
   dispose(): void;
   beginStatistics(requests: StatisticRequest[]): void;
   /** A forward pass (no logits) that feeds the statistics begun. */

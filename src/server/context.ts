@@ -2,6 +2,7 @@
 import type { LLMEngine } from "../engine/llm_engine.js";
 import type { GenerationDefaults } from "../engine/sampling.js";
 import type { ChatTemplate } from "../tokenizer/chat_template.js";
+import type { TextWork } from "../tokenizer/pool.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Metrics } from "./metrics.js";
 
@@ -9,6 +10,8 @@ export interface ServingContext {
   engine: LLMEngine;
   tokenizer: Tokenizer | null;
   chatTemplate: ChatTemplate | null;
+  /** Tokenizing and chat templates off the event loop for long texts; null without a tokenizer. */
+  text: TextWork | null;
   /** Names the model answers to; the first is reported in responses. */
   modelNames: string[];
   /** Folder the model was loaded from (reported as the model's root). */
@@ -21,4 +24,6 @@ export interface ServingContext {
   logPrompts: boolean;
   /** Set while shutting down: new requests get 503. */
   draining: boolean;
+  /** A streaming client that reads nothing for this long loses its request. */
+  streamStallMs: number;
 }

@@ -18,25 +18,48 @@ export function finishReason(r: string | undefined): FinishReason {
   return r === "length" ? "length" : r ? "stop" : null;
 }
 
-/** Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset. */
+/** Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset (a prompt's first token: null). */
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
   text_offset: number[];
 }
 
-export function completionLogprobs(tokenizer: Tokenizer | null, lps: TokenLogprob[], offset: number): CompletionLogprobs {
+/** A token's log-prob; prompt tokens have none for the first (null). */
+export type AnyLogprob = TokenLogprob | { tokenId: number; logprob: null; top: null };
+
+/** The prompt's tokens as log-prob entries: scores[i] for token i, the first null. */
+export function promptEntries(ids: readonly number[], scores: readonly (TokenLogprob | null)[]): AnyLogprob[] {
+  return ids.map((id, i) => scores[i] ?? { tokenId: id, logprob: null, top: null });
+}
+
+export function completionLogprobs(tokenizer: Tokenizer | null, lps: readonly AnyLogprob[], offset: number): CompletionLogprobs {
   const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   for (const lp of lps) {
     const text = tokenText(tokenizer, lp.tokenId);
     out.tokens.push(text);
     out.token_logprobs.push(lp.logprob);
-    out.top_logprobs.push(Object.fromEntries(lp.top.map((t) => [tokenText(tokenizer, t.tokenId), t.logprob])));
+    out.top_logprobs.push(lp.top === null ? null : Object.fromEntries(lp.top.map((t) => [tokenText(tokenizer, t.tokenId), t.logprob])));
     out.text_offset.push(offset);
     offset += text.length;
   }
   return out;
+}
+
+/** vLLM's prompt_logprobs: per prompt token, null for the first, else {token id: {logprob, rank, decoded_token}}
+ * for the token itself and the top alternatives (the token's rank is known when it is among them, else null). */
+export function vllmPromptLogprobs(tokenizer: Tokenizer | null, lps: readonly AnyLogprob[]): (Record<string, { logprob: number; rank: number | null; decoded_token: string }> | null)[] {
+  return lps.map((lp) => {
+    if (lp.logprob === null) return null;
+    const entry: Record<string, { logprob: number; rank: number | null; decoded_token: string }> = {};
+    const rank = lp.top.findIndex((t) => t.tokenId === lp.tokenId);
+    entry[String(lp.tokenId)] = { logprob: lp.logprob, rank: rank >= 0 ? rank + 1 : null, decoded_token: tokenText(tokenizer, lp.tokenId) };
+    lp.top.forEach((t, i) => {
+      entry[String(t.tokenId)] = { logprob: t.logprob, rank: i + 1, decoded_token: tokenText(tokenizer, t.tokenId) };
+    });
+    return entry;
+  });
 }
 
 export interface ChatLogprob {

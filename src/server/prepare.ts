@@ -3,7 +3,9 @@
 import { resolveSampling, type SamplingOptions } from "../engine/sampling.js";
 import type { ChatMessage } from "../tokenizer/chat_template.js";
 import type { ServingContext } from "./context.js";
-import { badRequest, modelNotFound } from "./errors.js";
+import { ApiError, badRequest, modelNotFound } from "./errors.js";
+import { MAX_SEQUENCES_PER_REQUEST } from "./generation.js";
+import { TextWorkBusy } from "../tokenizer/pool.js";
 import { asObject, optBool, optInt, optIntArray, optNumber, optStop, optString, rejectUnsupported, type Body } from "./validate.js";
 
 export interface PreparedPrompt {
@@ -23,6 +25,10 @@ export interface Prepared {
   echo: boolean;
   /** Top log-probs per token to return; null: none. */
   logprobs: number | null;
+  /** Score the prompt tokens, with this many alternatives each (echo + logprobs, vLLM's prompt_logprobs); null: no. */
+  promptLogprobs: number | null;
+  /** vLLM's prompt_logprobs was asked for (its own field in the response). */
+  vllmPromptLogprobs: boolean;
 }
 
 /** The served name a body's optional `model` selects; 404 for a name this server does not serve. */
@@ -49,18 +55,20 @@ function samplingFrom(body: Body): Partial<SamplingOptions> {
   };
 }
 
-function finishSampling(partial: Partial<SamplingOptions>, ctx: ServingContext, promptLen: number, maxTokens: number | undefined, defaultMax: number | undefined): SamplingOptions {
+function finishSampling(partial: Partial<SamplingOptions>, ctx: ServingContext, promptLen: number, maxTokens: number | undefined, defaultMax: number | undefined,
+                        promptParam: "prompt" | "messages" = "prompt"): SamplingOptions {
   const room = ctx.maxModelLen - promptLen;
   if (room <= 0) {
     throw badRequest(`This model's maximum context length is ${ctx.maxModelLen} tokens, but the prompt has ${promptLen} tokens. Please reduce the prompt.`,
-      "prompt", "context_length_exceeded");
+      promptParam, "context_length_exceeded");
   }
   if (maxTokens !== undefined && maxTokens > room) {
     throw badRequest(
       `This model's maximum context length is ${ctx.maxModelLen} tokens. However, you requested ${promptLen + maxTokens} tokens ` +
         `(${promptLen} in the prompt, ${maxTokens} for the completion). Please reduce the prompt or max_tokens.`, "max_tokens", "context_length_exceeded");
   }
-  // Ranges are checked by the engine (LLMEngine.generate), which every caller goes through.
+  // Ranges are checked by the engine (LLMEngine.generate), which every caller goes through
+  // (max_tokens 0, prompt scoring only, never reaches it).
   return resolveSampling({ ...partial, maxTokens: maxTokens ?? Math.min(defaultMax ?? room, room) }, ctx.generationDefaults);
 }
 
@@ -76,23 +84,44 @@ function isTokenIds(v: unknown): v is number[] {
   return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "number");
 }
 
-function completionPrompts(ctx: ServingContext, body: Body): PreparedPrompt[] {
+/**
+ * Refuses, before tokenizing, a text too long for the context whatever its tokens: a token covers at
+ * most tokenizer.maxTokenBytes bytes (twice that, for normalizers that shorten text).
+ */
+export function checkTextFits(ctx: ServingContext, bytes: number, param: "prompt" | "messages"): void {
+  const tok = ctx.text?.tokenizer;
+  if (!tok) return;
+  const atLeast = Math.floor(bytes / (2 * tok.maxTokenBytes));
+  if (atLeast >= ctx.maxModelLen) {
+    throw badRequest(`This model's maximum context length is ${ctx.maxModelLen} tokens, but the ${param === "prompt" ? "prompt" : "messages"} ` +
+      `(${bytes} bytes) would have at least ${atLeast} tokens. Please reduce the ${param === "prompt" ? "prompt" : "messages"}.`, param, "context_length_exceeded");
+  }
+}
+
+async function completionPrompts(ctx: ServingContext, body: Body): Promise<PreparedPrompt[]> {
   const p = body.prompt;
   const list: (string | number[])[] =
     typeof p === "string" ? [p] : isTokenIds(p) ? [p] : Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === "string" || isTokenIds(x)) ? (p as (string | number[])[]) : [];
   if (list.length === 0) throw badRequest("prompt must be a string, an array of strings, or (arrays of) token ids", "prompt");
-  return list.map((item) => {
+  if (list.length > MAX_SEQUENCES_PER_REQUEST) throw badRequest(`at most ${MAX_SEQUENCES_PER_REQUEST} prompts per request, got ${list.length}`, "prompt");
+  for (const item of list) {
+    if (typeof item === "string") checkTextFits(ctx, Buffer.byteLength(item, "utf8"), "prompt");
+    else if (item.length >= ctx.maxModelLen) {
+      throw badRequest(`This model's maximum context length is ${ctx.maxModelLen} tokens, but the prompt has ${item.length} tokens. Please reduce the prompt.`, "prompt", "context_length_exceeded");
+    }
+  }
+  return Promise.all(list.map(async (item) => {
     if (typeof item === "string") {
-      if (!ctx.tokenizer) throw badRequest("this model has no tokenizer: send the prompt as token ids", "prompt");
-      return { ids: ctx.tokenizer.encode(item), text: item };
+      if (!ctx.text) throw badRequest("this model has no tokenizer: send the prompt as token ids", "prompt");
+      return { ids: await ctx.text.encode(item), text: item };
     }
     if (item.some((t) => !Number.isInteger(t) || t < 0)) throw badRequest("prompt token ids must be non-negative integers", "prompt");
-    return { ids: item, text: ctx.tokenizer?.decode(item, false) };
-  });
+    return { ids: item, text: ctx.text ? await ctx.text.decode(item, false) : undefined };
+  }));
 }
 
 /** POST /v1/completions body -> Prepared. */
-export function prepareCompletion(ctx: ServingContext, raw: unknown): Prepared {
+export async function prepareCompletion(ctx: ServingContext, raw: unknown): Promise<Prepared> {
   const body = asObject(raw);
   const model = resolveModel(ctx, body);
   rejectUnsupported(body, {
@@ -107,12 +136,15 @@ export function prepareCompletion(ctx: ServingContext, raw: unknown): Prepared {
   const includeUsage = streamOptions(body, stream);
   const echo = optBool(body, "echo") ?? false;
   const logprobs = optInt(body, "logprobs", 0, 20) ?? null;
-  const maxTokens = optInt(body, "max_tokens", 1);
+  // max_tokens 0 scores the prompt only: with echo (lm-eval's loglikelihood requests).
+  const maxTokens = optInt(body, "max_tokens", echo ? 0 : 1);
+  const vllmPrompt = optInt(body, "prompt_logprobs", 0, 20);
   optString(body, "user");
-  const prompts = completionPrompts(ctx, body);
+  const prompts = await completionPrompts(ctx, body);
   const partial = samplingFrom(body);
   const sampling = prompts.map((p) => finishSampling({ ...partial, logprobs }, ctx, p.ids.length, maxTokens, 16));
-  return { kind: "completion", model, prompts, sampling, stream, includeUsage, echo, logprobs };
+  const promptLogprobs = vllmPrompt ?? (echo && logprobs !== null ? logprobs : null);
+  return { kind: "completion", model, prompts, sampling, stream, includeUsage, echo, logprobs, promptLogprobs, vllmPromptLogprobs: vllmPrompt !== undefined };
 }
 
 function messageText(content: unknown, index: number): string | null {
@@ -150,28 +182,30 @@ function chatMessages(raw: unknown): ChatMessage[] {
 }
 
 /** The chat prompt's token ids: messages (and tools) through the chat template. */
-export function chatPromptIds(ctx: ServingContext, body: Body): { ids: number[]; text: string } {
-  if (!ctx.tokenizer || !ctx.chatTemplate) throw badRequest("this model has no tokenizer, so it cannot chat: use /v1/completions with token ids", "messages");
+export async function chatPromptIds(ctx: ServingContext, body: Body): Promise<{ ids: number[]; text: string }> {
+  if (!ctx.text || !ctx.chatTemplate) throw badRequest("this model has no tokenizer, so it cannot chat: use /v1/completions with token ids", "messages");
   const tools = body.tools;
   if (tools !== undefined && tools !== null && !Array.isArray(tools)) throw badRequest("tools must be an array", "tools");
   const messages = chatMessages(body.messages);
+  checkTextFits(ctx, messages.reduce((n, m) => n + Buffer.byteLength(m.content ?? "", "utf8"), 0), "messages");
   const addGenerationPrompt = optBool(body, "add_generation_prompt") ?? true;
-  let text: string;
+  const tok = ctx.text.tokenizer;
+  let result: { ids: number[]; text: string };
   try {
-    text = ctx.chatTemplate.render(messages, {
-      bosToken: ctx.tokenizer.bosToken, eosToken: ctx.tokenizer.eosToken, addGenerationPrompt,
+    result = await ctx.text.chat(messages, {
+      bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt,
       tools: Array.isArray(tools) && tools.length > 0 ? tools : undefined,
     });
   } catch (err) {
+    if (err instanceof TextWorkBusy) throw new ApiError(503, err.message, "service_unavailable", null, "tokenizer_busy");
     throw badRequest(`the chat template failed on these messages: ${(err as Error).message}`, "messages");
   }
-  const ids = ctx.tokenizer.encode(text, false);
-  if (ids.length === 0) throw badRequest("the rendered chat prompt is empty", "messages");
-  return { ids, text };
+  if (result.ids.length === 0) throw badRequest("the rendered chat prompt is empty", "messages");
+  return result;
 }
 
 /** POST /v1/chat/completions body -> Prepared. */
-export function prepareChat(ctx: ServingContext, raw: unknown): Prepared {
+export async function prepareChat(ctx: ServingContext, raw: unknown): Promise<Prepared> {
   const body = asObject(raw);
   const model = resolveModel(ctx, body);
   rejectUnsupported(body, {
@@ -186,9 +220,11 @@ export function prepareChat(ctx: ServingContext, raw: unknown): Prepared {
   const top = optInt(body, "top_logprobs", 0, 20);
   if (top !== undefined && !wantLogprobs) throw badRequest("top_logprobs requires logprobs to be true", "top_logprobs");
   const maxTokens = optInt(body, "max_completion_tokens", 1) ?? optInt(body, "max_tokens", 1);
+  const vllmPrompt = optInt(body, "prompt_logprobs", 0, 20);
   optString(body, "user");
-  const prompt = chatPromptIds(ctx, body);
+  const prompt = await chatPromptIds(ctx, body);
   const logprobs = wantLogprobs ? (top ?? 0) : null;
-  const sampling = finishSampling({ ...samplingFrom(body), logprobs }, ctx, prompt.ids.length, maxTokens, undefined);
-  return { kind: "chat", model, prompts: [prompt], sampling: [sampling], stream, includeUsage, echo: false, logprobs };
+  const sampling = finishSampling({ ...samplingFrom(body), logprobs }, ctx, prompt.ids.length, maxTokens, undefined, "messages");
+  return { kind: "chat", model, prompts: [prompt], sampling: [sampling], stream, includeUsage, echo: false, logprobs,
+    promptLogprobs: vllmPrompt ?? null, vllmPromptLogprobs: vllmPrompt !== undefined };
 }

@@ -1,7 +1,7 @@
 // A generation run as OpenAI chunks (for SSE and WebSocket) or as one whole response.
 import type { TokenLogprob } from "../engine/llm_engine.js";
 import type { ServingContext } from "./context.js";
-import { chatChunk, chatLogprobs, completionChunk, completionLogprobs, finishReason, usageChunk, type CompletionLogprobs } from "./format.js";
+import { chatChunk, chatLogprobs, completionChunk, completionLogprobs, finishReason, promptEntries, usageChunk, vllmPromptLogprobs, type AnyLogprob, type CompletionLogprobs } from "./format.js";
 import type { GenerationRun, GenerationSummary } from "./generation.js";
 
 /** The run's chunks in order; the usage chunk last when asked for. Ends when the run ends. */
@@ -11,12 +11,23 @@ export async function* streamChunks(ctx: ServingContext, run: GenerationRun): As
   const usage = p.includeUsage;
   const offsets = new Map<number, number>();
   if (p.kind === "chat") {
-    for (let i = 0; i < n; ++i) yield chatChunk(run, i, { role: "assistant", content: "" }, null, null, usage);
-  } else if (p.echo) {
+    const scores = p.vllmPromptLogprobs && run.promptScores ? await run.promptScores : null;
+    for (let i = 0; i < n; ++i) {
+      const chunk = chatChunk(run, i, { role: "assistant", content: "" }, null, null, usage);
+      // vLLM's prompt_logprobs ride on the first chunk.
+      yield i === 0 && scores ? { ...chunk, prompt_logprobs: vllmPromptLogprobs(ctx.tokenizer, promptEntries(p.prompts[0]!.ids, scores[0]!)) } : chunk;
+    }
+  } else if (p.echo || p.vllmPromptLogprobs) {
+    const scores = run.promptScores ? await run.promptScores : null;
     for (let i = 0; i < p.prompts.length * n; ++i) {
-      const text = p.prompts[Math.floor(i / n)]!.text ?? "";
+      const prompt = Math.floor(i / n);
+      const text = p.echo ? p.prompts[prompt]!.text ?? "" : "";
       offsets.set(i, text.length);
-      yield completionChunk(run, { index: i, text, tokenIds: [], logprobs: [] }, null, usage);
+      const entries = scores ? promptEntries(p.prompts[prompt]!.ids, scores[prompt]!) : null;
+      const lp = p.echo && p.logprobs !== null ? completionLogprobs(ctx.tokenizer, entries ?? [], 0) : null;
+      const chunk = completionChunk(run, { index: i, text, tokenIds: [], logprobs: [] }, lp, usage);
+      if (p.vllmPromptLogprobs && entries) (chunk.choices[0] as Record<string, unknown>).prompt_logprobs = vllmPromptLogprobs(ctx.tokenizer, entries);
+      yield chunk;
     }
   }
   for await (const e of run) {
@@ -58,9 +69,12 @@ export async function collectResponse(ctx: ServingContext, run: GenerationRun): 
     }
   }
   const summary = await run.summary;
+  const scores = run.promptScores ? await run.promptScores : null;
+  const promptLps = scores?.map((s, i) => promptEntries(p.prompts[i]!.ids, s)) ?? null;
   if (p.kind === "chat") {
     const body = {
       id: run.id, object: "chat.completion", created: run.created, model: p.model,
+      ...(p.vllmPromptLogprobs && promptLps ? { prompt_logprobs: vllmPromptLogprobs(ctx.tokenizer, promptLps[0]!) } : {}),
       choices: choices.map((c, index) => ({
         index,
         message: { role: "assistant", content: c.text, tool_calls: [] as unknown[] },
@@ -75,9 +89,17 @@ export async function collectResponse(ctx: ServingContext, run: GenerationRun): 
   const body = {
     id: run.id, object: "text_completion", created: run.created, model: p.model,
     choices: choices.map((c, index) => {
-      const prefix = p.echo ? p.prompts[Math.floor(index / n)]!.text ?? "" : "";
-      const lp: CompletionLogprobs | null = p.logprobs !== null ? completionLogprobs(ctx.tokenizer, c.logprobs, prefix.length) : null;
-      return { index, text: prefix + c.text, logprobs: lp, finish_reason: finishReason(c.finish), stop_reason: c.stopReason };
+      const prompt = Math.floor(index / n);
+      const prefix = p.echo ? p.prompts[prompt]!.text ?? "" : "";
+      // With echo, the prompt's own tokens lead the log-probs (from offset 0), then the completion's.
+      const echoed: AnyLogprob[] = p.echo && promptLps ? promptLps[prompt]! : [];
+      const lp: CompletionLogprobs | null = p.logprobs === null ? null
+        : echoed.length ? completionLogprobs(ctx.tokenizer, [...echoed, ...c.logprobs], 0)
+        : completionLogprobs(ctx.tokenizer, c.logprobs, prefix.length);
+      return {
+        index, text: prefix + c.text, logprobs: lp, finish_reason: finishReason(c.finish), stop_reason: c.stopReason,
+        ...(p.vllmPromptLogprobs && promptLps ? { prompt_logprobs: vllmPromptLogprobs(ctx.tokenizer, promptLps[prompt]!) } : {}),
+      };
     }),
     usage: summary.usage,
   };

@@ -3,6 +3,7 @@ import { LLMEngine } from "../engine/llm_engine.js";
 import type { LoadedModel } from "../model/load.js";
 import type { ServingContext } from "./context.js";
 import { Metrics } from "./metrics.js";
+import { TextWork } from "../tokenizer/pool.js";
 
 export interface ServingOptions {
   servedModelNames?: string[];
@@ -11,6 +12,12 @@ export interface ServingOptions {
   maxNumBatchedTokens?: number;
   maxQueueLen?: number;
   logPrompts?: boolean;
+  /** Worker threads for long texts (0: everything on the event loop). */
+  tokenizerWorkers?: number;
+  /** A streaming client that reads nothing for this long loses its request. */
+  streamStallMs?: number;
+  /** Also publish vllm:* metrics. */
+  vllmMetrics?: boolean;
 }
 
 export function createServingContext(model: LoadedModel, o: ServingOptions = {}): ServingContext {
@@ -23,7 +30,7 @@ export function createServingContext(model: LoadedModel, o: ServingOptions = {})
       numRunning: engine.numRunning, numWaiting: engine.numWaiting, kvCacheUsage: c.numBlocks ? 1 - c.numFreeBlocks / c.numBlocks : 0,
       prefixHitTokens: c.prefixHitTokens, prefixQueryTokens: c.prefixQueryTokens,
     };
-  });
+  }, o.vllmMetrics ?? true);
   const engine = new LLMEngine(model.engine, {
     maxModelLen,
     maxNumSeqs: o.maxNumSeqs ?? 256,
@@ -34,6 +41,8 @@ export function createServingContext(model: LoadedModel, o: ServingOptions = {})
   });
   return {
     engine, tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, modelNames: names, modelRoot: model.info.dir, maxModelLen,
+    text: model.tokenizer ? new TextWork({ dir: model.info.dir, tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, workers: o.tokenizerWorkers ?? 2 }) : null,
     generationDefaults: model.info.generationDefaults, metrics, maxQueueLen: o.maxQueueLen ?? 1000, logPrompts: o.logPrompts ?? false, draining: false,
+    streamStallMs: o.streamStallMs ?? 30_000,
   };
 }

@@ -14,6 +14,18 @@ function tokenContent(value: unknown): string | undefined {
   return undefined;
 }
 
+/** A JSON object from a file; errors name the file. */
+function readJsonFile(file: string): Json {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message} (a truncated or damaged file?)`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error(`${file}: not a JSON object`);
+  return value as Json;
+}
+
 /** A model's tokenizer: encode, decode, special tokens and its chat template (if any). */
 export class Tokenizer {
   readonly bosToken: string | undefined;
@@ -22,6 +34,8 @@ export class Tokenizer {
   readonly eosTokenId: number | undefined;
   readonly chatTemplate: string | undefined;
   readonly specialIds: ReadonlySet<number>;
+  /** UTF-8 bytes of the longest vocabulary piece or added token, at least: a text of B bytes has at least B / maxTokenBytes tokens. */
+  readonly maxTokenBytes: number;
   private readonly hf: HfTokenizer;
   private readonly bytesOf: TokenBytesFn;
 
@@ -39,6 +53,7 @@ export class Tokenizer {
       if (token.special) special.add(id);
     }
     this.specialIds = special;
+    this.maxTokenBytes = longestPieceBytes(tokenizerJson);
     this.bytesOf = tokenBytesFn(tokenizerJson, (id) => this.hf.id_to_token(id), added, (id) => this.decode([id], false));
   }
 
@@ -47,8 +62,8 @@ export class Tokenizer {
     const file = path.join(dir, "tokenizer.json");
     if (!existsSync(file)) throw new Error(`${dir} has no tokenizer.json`);
     const configFile = path.join(dir, "tokenizer_config.json");
-    const config = existsSync(configFile) ? (JSON.parse(readFileSync(configFile, "utf8")) as Json) : {};
-    return Tokenizer.fromJson(JSON.parse(readFileSync(file, "utf8")) as Json, config);
+    const config = existsSync(configFile) ? readJsonFile(configFile) : {};
+    return Tokenizer.fromJson(readJsonFile(file), config);
   }
 
   /** A tokenizer from the parsed contents of tokenizer.json and tokenizer_config.json. */
@@ -82,6 +97,17 @@ export class Tokenizer {
   tokenToId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }
+}
+
+// Pieces are spelled with stand-ins (Ġ, ▁) at least as long in UTF-8 as the bytes they stand for,
+// so their UTF-8 length bounds the bytes a token can cover.
+function longestPieceBytes(json: Json): number {
+  const vocab = (json.model as Json | undefined)?.vocab;
+  const pieces: unknown[] = Array.isArray(vocab) ? vocab.map((v) => (Array.isArray(v) ? v[0] : v)) : vocab && typeof vocab === "object" ? Object.keys(vocab) : [];
+  for (const t of Array.isArray(json.added_tokens) ? json.added_tokens : []) pieces.push((t as Json).content);
+  let most = 1;
+  for (const p of pieces) if (typeof p === "string") most = Math.max(most, Buffer.byteLength(p, "utf8"));
+  return most;
 }
 
 // chat_template may be a string or a list of named templates ({name, template}); take "default".

@@ -39,7 +39,7 @@ class CudaBackend : public Backend {
   void poisonBlock(int block) override;
   void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;
-  void scoreTargets(const int32_t* targets, float* out) override;
+  void scoreTargets(const int32_t* targets, float* out, int numTop, int32_t* topIds, float* topLogprobs) override;
   std::vector<float> logits() override;
 
  private:
@@ -55,6 +55,8 @@ class CudaBackend : public Backend {
   bf16* cacheLayer(int layer) const;
   // Logits of logit rows [first, first + count) into ws.logits.
   void computeLogits(int first, int count);
+  // Samples the chunk in ws.logits (rows [0, count)) with requests[first + r].
+  void sampleChunk(const std::vector<SampleRequest>& requests, int first, int count, int numTopLogprobs, std::vector<SampleResult>& results);
 
   const ModelConfig& config_;
   int device_ = 0;

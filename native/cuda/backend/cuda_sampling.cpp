@@ -48,54 +48,62 @@ struct SamplingHost {
 void CudaBackend::sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) {
   check(static_cast<int>(requests.size()) == numLogitRows_, "sample: one request per logit row is required");
   results.resize(requests.size());
-  Workspace& w = *ws_;
-  const int V = config_.vocabSize;
   for (int first = 0; first < numLogitRows_; first += kChunk) {
     const int count = std::min(kChunk, numLogitRows_ - first);
     computeLogits(first, count);
-    SamplingHost host;
-    for (int r = 0; r < count; ++r) host.add(requests[static_cast<size_t>(first + r)]);
-    SamplingKernelParams p;
-    p.logits = w.logits.get();
-    p.rows = count;
-    p.vocab = V;
-    p.temperature = w.temperature.upload(host.temperature, stream_);
-    p.topP = w.topP.upload(host.topP, stream_);
-    p.minP = w.minP.upload(host.minP, stream_);
-    p.topK = w.topK.upload(host.topK, stream_);
-    p.repetitionPenalty = w.repetition.upload(host.repetition, stream_);
-    p.presencePenalty = w.presence.upload(host.presence, stream_);
-    p.frequencyPenalty = w.frequency.upload(host.frequency, stream_);
-    p.seed = w.seeds.upload(host.seeds, stream_);
-    p.counter = w.counters.upload(host.counters, stream_);
-    p.penaltyOffsets = w.penaltyOffsets.upload(host.offsets, stream_);
-    p.penaltyTokens = w.penaltyTokens.upload(host.tokens.empty() ? std::vector<int32_t>{0} : host.tokens, stream_);
-    p.penaltyCounts = w.penaltyCounts.upload(host.counts.empty() ? std::vector<int32_t>{0} : host.counts, stream_);
-    p.numTopLogprobs = numTopLogprobs;
-    p.scratch = w.scratch.reserve(static_cast<size_t>(count) * V);
-    p.tokens = w.outTokens.reserve(static_cast<size_t>(count));
-    p.logprobs = w.logprobs.reserve(static_cast<size_t>(count));
-    p.topTokens = w.topTokens.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
-    p.topLogprobs = w.topLogprobs.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
-    sampleTokens(p, stream_);
-    std::vector<int32_t> tokens(static_cast<size_t>(count)), topTokens(static_cast<size_t>(count) * numTopLogprobs);
-    std::vector<float> logprobs(static_cast<size_t>(count)), topLogprobs(static_cast<size_t>(count) * numTopLogprobs);
-    w.outTokens.download(tokens.data(), tokens.size(), stream_);
-    w.logprobs.download(logprobs.data(), logprobs.size(), stream_);
-    w.topTokens.download(topTokens.data(), topTokens.size(), stream_);
-    w.topLogprobs.download(topLogprobs.data(), topLogprobs.size(), stream_);
-    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    for (int r = 0; r < count; ++r) {
-      SampleResult& out = results[static_cast<size_t>(first + r)];
-      out.token = tokens[static_cast<size_t>(r)];
-      out.logprob = logprobs[static_cast<size_t>(r)];
-      out.topTokens.assign(topTokens.begin() + r * numTopLogprobs, topTokens.begin() + (r + 1) * numTopLogprobs);
-      out.topLogprobs.assign(topLogprobs.begin() + r * numTopLogprobs, topLogprobs.begin() + (r + 1) * numTopLogprobs);
-    }
+    std::vector<SampleResult> chunk;
+    sampleChunk(std::vector<SampleRequest>(requests.begin() + first, requests.begin() + first + count), 0, count, numTopLogprobs, chunk);
+    std::move(chunk.begin(), chunk.end(), results.begin() + first);
   }
 }
 
-void CudaBackend::scoreTargets(const int32_t* targets, float* out) {
+// Samples rows [0, count) of ws.logits (one chunk): requests[first + r] for row r.
+void CudaBackend::sampleChunk(const std::vector<SampleRequest>& requests, int first, int count, int numTopLogprobs, std::vector<SampleResult>& results) {
+  Workspace& w = *ws_;
+  const int V = config_.vocabSize;
+  results.resize(static_cast<size_t>(count));
+  SamplingHost host;
+  for (int r = 0; r < count; ++r) host.add(requests[static_cast<size_t>(first + r)]);
+  SamplingKernelParams p;
+  p.logits = w.logits.get();
+  p.rows = count;
+  p.vocab = V;
+  p.temperature = w.temperature.upload(host.temperature, stream_);
+  p.topP = w.topP.upload(host.topP, stream_);
+  p.minP = w.minP.upload(host.minP, stream_);
+  p.topK = w.topK.upload(host.topK, stream_);
+  p.repetitionPenalty = w.repetition.upload(host.repetition, stream_);
+  p.presencePenalty = w.presence.upload(host.presence, stream_);
+  p.frequencyPenalty = w.frequency.upload(host.frequency, stream_);
+  p.seed = w.seeds.upload(host.seeds, stream_);
+  p.counter = w.counters.upload(host.counters, stream_);
+  p.penaltyOffsets = w.penaltyOffsets.upload(host.offsets, stream_);
+  p.penaltyTokens = w.penaltyTokens.upload(host.tokens.empty() ? std::vector<int32_t>{0} : host.tokens, stream_);
+  p.penaltyCounts = w.penaltyCounts.upload(host.counts.empty() ? std::vector<int32_t>{0} : host.counts, stream_);
+  p.numTopLogprobs = numTopLogprobs;
+  p.scratch = w.scratch.reserve(static_cast<size_t>(count) * V);
+  p.tokens = w.outTokens.reserve(static_cast<size_t>(count));
+  p.logprobs = w.logprobs.reserve(static_cast<size_t>(count));
+  p.topTokens = w.topTokens.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
+  p.topLogprobs = w.topLogprobs.reserve(static_cast<size_t>(std::max(1, count * numTopLogprobs)));
+  sampleTokens(p, stream_);
+  std::vector<int32_t> tokens(static_cast<size_t>(count)), topTokens(static_cast<size_t>(count) * numTopLogprobs);
+  std::vector<float> logprobs(static_cast<size_t>(count)), topLogprobs(static_cast<size_t>(count) * numTopLogprobs);
+  w.outTokens.download(tokens.data(), tokens.size(), stream_);
+  w.logprobs.download(logprobs.data(), logprobs.size(), stream_);
+  w.topTokens.download(topTokens.data(), topTokens.size(), stream_);
+  w.topLogprobs.download(topLogprobs.data(), topLogprobs.size(), stream_);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (int r = 0; r < count; ++r) {
+    SampleResult& out = results[static_cast<size_t>(r)];
+    out.token = tokens[static_cast<size_t>(r)];
+    out.logprob = logprobs[static_cast<size_t>(r)];
+    out.topTokens.assign(topTokens.begin() + r * numTopLogprobs, topTokens.begin() + (r + 1) * numTopLogprobs);
+    out.topLogprobs.assign(topLogprobs.begin() + r * numTopLogprobs, topLogprobs.begin() + (r + 1) * numTopLogprobs);
+  }
+}
+
+void CudaBackend::scoreTargets(const int32_t* targets, float* out, int numTop, int32_t* topIds, float* topLogprobs) {
   Workspace& w = *ws_;
   for (int first = 0; first < numLogitRows_; first += kChunk) {
     const int count = std::min(kChunk, numLogitRows_ - first);
@@ -103,6 +111,18 @@ void CudaBackend::scoreTargets(const int32_t* targets, float* out) {
     w.targets.upload(targets + first, static_cast<size_t>(count), stream_);
     targetLogprobs(w.logits.get(), w.targets.get(), count, config_.vocabSize, w.targetOut.reserve(static_cast<size_t>(count)), stream_);
     w.targetOut.download(out + first, static_cast<size_t>(count), stream_);
+    if (numTop > 0) {
+      // The sampling kernel's top log-probs, with greedy rows (the sampled token is not used).
+      SamplingParams greedy;
+      greedy.temperature = 0;
+      std::vector<SampleRequest> requests(static_cast<size_t>(count), SampleRequest{&greedy, nullptr, 0});
+      std::vector<SampleResult> results;
+      sampleChunk(requests, 0, count, numTop, results);
+      for (int r = 0; r < count; ++r) {
+        std::copy(results[static_cast<size_t>(r)].topTokens.begin(), results[static_cast<size_t>(r)].topTokens.end(), topIds + static_cast<size_t>(first + r) * numTop);
+        std::copy(results[static_cast<size_t>(r)].topLogprobs.begin(), results[static_cast<size_t>(r)].topLogprobs.end(), topLogprobs + static_cast<size_t>(first + r) * numTop);
+      }
+    }
     MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 }

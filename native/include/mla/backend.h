@@ -59,8 +59,9 @@ class Backend {
   // Samples one token per logit row of the last forward.
   virtual void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs,
                       std::vector<SampleResult>& results) = 0;
-  // log p(targets[i]) for each logit row of the last forward: out[i].
-  virtual void scoreTargets(const int32_t* targets, float* out) = 0;
+  // log p(targets[i]) for each logit row of the last forward: out[i]; with numTop > 0 also each
+  // row's numTop most likely tokens and their log-probs: topIds / topLogprobs [rows, numTop].
+  virtual void scoreTargets(const int32_t* targets, float* out, int numTop, int32_t* topIds, float* topLogprobs) = 0;
   // Logits of the logit rows of the last forward: [rows, vocab] (tests and tools).
   virtual std::vector<float> logits() = 0;
   // The step is over (its results are out): release resources held between its parts.

@@ -25,10 +25,29 @@ export function logFinished(ctx: ServingContext, request: FastifyRequest, run: G
   if (summary) ctx.metrics.requestFinished(summary.finishReasons);
 }
 
+/** Resolves true once `res` drains, false if it does not within `ms` (or closes). */
+function drained(res: NodeJS.WritableStream & { destroyed?: boolean }, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      res.off("drain", onDrain);
+      res.off("close", onClose);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    const timer = setTimeout(() => done(false), ms);
+    res.once("drain", onDrain);
+    res.once("close", onClose);
+  });
+}
+
 async function sendSse(ctx: ServingContext, request: FastifyRequest, reply: FastifyReply, run: GenerationRun): Promise<void> {
   const res = reply.raw;
   reply.hijack();
+  // The headers hooks set on the reply (CORS, x-request-id) go out with the stream's own.
   res.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache",
     connection: "keep-alive",
@@ -41,12 +60,23 @@ async function sendSse(ctx: ServingContext, request: FastifyRequest, reply: Fast
       run.abort();
     }
   });
+  // Backpressure: a full socket buffer waits for 'drain'; a client that reads nothing for
+  // --stream-stall-timeout loses its request and its connection, so it stops costing compute.
+  const write = async (text: string): Promise<void> => {
+    if (res.write(text) || gone) return;
+    if (!(await drained(res, ctx.streamStallMs))) {
+      gone = true;
+      run.abort();
+      request.log.warn({ stallMs: ctx.streamStallMs, bufferedBytes: res.writableLength }, "client stopped reading: request cancelled");
+      res.destroy();
+    }
+  };
   try {
     for await (const chunk of streamChunks(ctx, run)) {
       if (gone) break;
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      await write(`data: ${JSON.stringify(chunk)}\n\n`);
     }
-    if (!gone) res.write("data: [DONE]\n\n");
+    if (!gone) await write("data: [DONE]\n\n");
     logFinished(ctx, request, run, await run.summary.catch(() => undefined), gone ? "client closed" : "ok");
   } catch (err) {
     if (!gone) res.write(`data: ${JSON.stringify(ApiError.from(err).body())}\n\ndata: [DONE]\n\n`);
@@ -56,8 +86,9 @@ async function sendSse(ctx: ServingContext, request: FastifyRequest, reply: Fast
   }
 }
 
-async function handle(ctx: ServingContext, request: FastifyRequest, reply: FastifyReply, prepared: Prepared) {
-  const run = new GenerationRun(ctx, prepared, request.id);
+async function handle(ctx: ServingContext, request: FastifyRequest, reply: FastifyReply, prepared: Prepared, requestIdHeaders: boolean) {
+  const given = request.headers["x-request-id"];
+  const run = new GenerationRun(ctx, prepared, request.id, requestIdHeaders && typeof given === "string" && given.length > 0 ? given : undefined);
   if (prepared.stream) return sendSse(ctx, request, reply, run);
   const onClose = () => {
     if (!reply.raw.writableEnded) run.abort();
@@ -72,7 +103,7 @@ async function handle(ctx: ServingContext, request: FastifyRequest, reply: Fasti
   }
 }
 
-export function registerGenerationRoutes(app: FastifyInstance, ctx: ServingContext): void {
-  app.post("/v1/completions", (request, reply) => handle(ctx, request, reply, prepareCompletion(ctx, request.body)));
-  app.post("/v1/chat/completions", (request, reply) => handle(ctx, request, reply, prepareChat(ctx, request.body)));
+export function registerGenerationRoutes(app: FastifyInstance, ctx: ServingContext, requestIdHeaders: boolean): void {
+  app.post("/v1/completions", async (request, reply) => handle(ctx, request, reply, await prepareCompletion(ctx, request.body), requestIdHeaders));
+  app.post("/v1/chat/completions", async (request, reply) => handle(ctx, request, reply, await prepareChat(ctx, request.body), requestIdHeaders));
 }

@@ -16,23 +16,36 @@ function errorBody(err: unknown): object {
   return ApiError.from(err).body().error;
 }
 
+/** Bytes a socket may hold unsent before its streams wait; a socket that stays above it for --stream-stall-timeout is closed. */
+const WS_MAX_BUFFERED = 4 * 1024 * 1024;
+
 async function run(ctx: ServingContext, request: FastifyRequest, socket: WebSocket, id: string, gen: GenerationRun, live: Map<string, GenerationRun>): Promise<void> {
-  const send = (msg: object) => {
-    if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(msg));
+  const send = async (msg: object) => {
+    if (socket.readyState !== socket.OPEN) return;
+    socket.send(JSON.stringify(msg));
+    const until = Date.now() + ctx.streamStallMs;
+    while (socket.readyState === socket.OPEN && socket.bufferedAmount > WS_MAX_BUFFERED) {
+      if (Date.now() > until) {
+        request.log.warn({ bufferedBytes: socket.bufferedAmount }, "WebSocket client stopped reading: closing it");
+        socket.terminate();  // its close handler cancels every request of the socket
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
   };
   let lastFinish: string | null = null;
   try {
     for await (const chunk of streamChunks(ctx, gen)) {
       const choices = (chunk as { choices: { finish_reason: string | null }[] }).choices;
       for (const c of choices) lastFinish = c.finish_reason ?? lastFinish;
-      send({ type: "chunk", id, chunk });
+      await send({ type: "chunk", id, chunk });
     }
     const summary = await gen.summary;
     const cancelled = summary.finishReasons.includes("abort");
-    send({ type: "done", id, finish_reason: cancelled ? "cancelled" : lastFinish, usage: summary.usage });
+    await send({ type: "done", id, finish_reason: cancelled ? "cancelled" : lastFinish, usage: summary.usage });
     logFinished(ctx, request, gen, summary, cancelled ? "cancelled" : "ok");
   } catch (err) {
-    send({ type: "error", id, error: errorBody(err) });
+    await send({ type: "error", id, error: errorBody(err) });
   } finally {
     live.delete(id);
   }
@@ -41,7 +54,7 @@ async function run(ctx: ServingContext, request: FastifyRequest, socket: WebSock
 export function registerStreamRoute(app: FastifyInstance, ctx: ServingContext): void {
   app.get("/v1/stream", { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
     const live = new Map<string, GenerationRun>();
-    socket.on("message", (data, isBinary) => {
+    socket.on("message", async (data, isBinary) => {
       let id: string | null = null;
       try {
         let msg: Record<string, unknown>;
@@ -60,8 +73,12 @@ export function registerStreamRoute(app: FastifyInstance, ctx: ServingContext): 
         }
         if (type !== "completion" && type !== "chat") throw badRequest(`type must be "completion", "chat" or "cancel", got ${JSON.stringify(type)}`, "type");
         if (live.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
-        const prepared = type === "chat" ? prepareChat(ctx, { ...body, stream: false }) : prepareCompletion(ctx, { ...body, stream: false });
-        const gen = new GenerationRun(ctx, { ...prepared, stream: true }, `${request.id}-${id}`);
+        // The body as the HTTP route takes it; the socket streams whatever `stream` says.
+        const { stream: _stream, stream_options: streamOptions, ...rest } = body as Record<string, unknown>;
+        const includeUsage = typeof streamOptions === "object" && streamOptions !== null && (streamOptions as Record<string, unknown>).include_usage === true;
+        const prepared = type === "chat" ? await prepareChat(ctx, rest) : await prepareCompletion(ctx, rest);
+        if (live.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
+        const gen = new GenerationRun(ctx, { ...prepared, stream: true, includeUsage }, `${request.id}-${id}`);
         live.set(id, gen);
         void run(ctx, request, socket, id, gen, live);
       } catch (err) {

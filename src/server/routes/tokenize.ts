@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 
 import type { ServingContext } from "../context.js";
 import { badRequest } from "../errors.js";
-import { chatPromptIds, resolveModel } from "../prepare.js";
+import { chatPromptIds, checkTextFits, resolveModel } from "../prepare.js";
 import { asObject, optBool, optString } from "../validate.js";
 
 export function registerTokenizeRoutes(app: FastifyInstance, ctx: ServingContext): void {
@@ -13,11 +13,12 @@ export function registerTokenizeRoutes(app: FastifyInstance, ctx: ServingContext
     if (!ctx.tokenizer) throw badRequest("this model has no tokenizer");
     let tokens: number[];
     if (body.messages !== undefined) {
-      tokens = chatPromptIds(ctx, body).ids;
+      tokens = (await chatPromptIds(ctx, body)).ids;
     } else {
       const prompt = optString(body, "prompt");
       if (prompt === undefined) throw badRequest("prompt (a string) or messages is required", "prompt");
-      tokens = ctx.tokenizer.encode(prompt, optBool(body, "add_special_tokens") ?? true);
+      checkTextFits(ctx, Buffer.byteLength(prompt, "utf8"), "prompt");
+      tokens = await ctx.text!.encode(prompt, optBool(body, "add_special_tokens") ?? true);
     }
     return { tokens, count: tokens.length, max_model_len: ctx.maxModelLen };
   });
@@ -27,7 +28,10 @@ export function registerTokenizeRoutes(app: FastifyInstance, ctx: ServingContext
     resolveModel(ctx, body);
     if (!ctx.tokenizer) throw badRequest("this model has no tokenizer");
     const tokens = body.tokens;
+    const vocab = ctx.engine.native.config().vocabSize;
     if (!Array.isArray(tokens) || tokens.some((t) => !Number.isInteger(t) || t < 0)) throw badRequest("tokens must be an array of token ids", "tokens");
-    return { prompt: ctx.tokenizer.decode(tokens as number[], false) };
+    const outside = (tokens as number[]).find((t) => t >= vocab);
+    if (outside !== undefined) throw badRequest(`token id ${outside} is outside the vocabulary [0, ${vocab})`, "tokens");
+    return { prompt: tokens.length === 0 ? "" : await ctx.text!.decode(tokens as number[], false) };
   });
 }
