@@ -1,5 +1,6 @@
 // buildApp(): the Fastify app with every route. It never listens; main does.
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
 
 import cors from "@fastify/cors";
 import websocket from "@fastify/websocket";
@@ -55,7 +56,7 @@ export function originAllowed(c: CorsOptions, origin: string | undefined): boole
 
 // Fastify's own error codes stay in our logs; clients get OpenAI-style codes.
 function publicCode(error: FastifyError): string | null {
-  if (error.code === "FST_ERR_CTP_INVALID_JSON" || error instanceof SyntaxError) return "invalid_json";
+  if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return "invalid_json";
   if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return "request_too_large";
   if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return "unsupported_media_type";
   if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY") return "empty_body";
@@ -63,7 +64,7 @@ function publicCode(error: FastifyError): string | null {
 }
 
 function publicMessage(error: FastifyError, limit: number): string {
-  if (error.code === "FST_ERR_CTP_INVALID_JSON" || error instanceof SyntaxError) return `invalid JSON in the request body: ${error.message}`;
+  if (error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || error instanceof SyntaxError) return `invalid JSON in the request body: ${error.message}`;
   if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return `the request body is larger than ${limit} bytes (--max-request-bytes)`;
   return error.message;
 }
@@ -78,12 +79,14 @@ function rawError(status: number, message: string): string {
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const corsOptions = opts.cors ?? DEFAULT_CORS;
   const bodyLimit = opts.bodyLimit ?? 16 * 1024 * 1024;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
   const app = Fastify({
     loggerInstance: opts.logger,
     // One line per finished generation request instead (routes/generation.ts).
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
-    requestTimeout: opts.requestTimeoutMs ?? 60_000,
+    // Node checks request deadlines only every connectionsCheckingInterval (30 s by default).
+    serverFactory: (handler) => createServer({ requestTimeout: requestTimeoutMs, headersTimeout: requestTimeoutMs, connectionsCheckingInterval: Math.min(1000, requestTimeoutMs) }, handler),
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
@@ -100,7 +103,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     origin: corsOptions.origins.includes("*") ? (corsOptions.credentials ? true : "*") : corsOptions.origins,
     methods: corsOptions.methods.includes("*") ? ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS"] : corsOptions.methods,
     // "*": echo what the preflight asks for (a literal * is not honoured with credentials).
-    allowedHeaders: corsOptions.headers.includes("*") ? undefined : corsOptions.headers,
+    ...(corsOptions.headers.includes("*") ? {} : { allowedHeaders: corsOptions.headers }),
     credentials: corsOptions.credentials,
     exposedHeaders: ["x-request-id"],
     maxAge: 600,
@@ -134,6 +137,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error({ err: error }, "internal error");
+    // A body over the limit is refused by its Content-Length before it is read; closing the
+    // connection stops the rest of the upload from arriving at all.
+    if (status === 413) reply.header("connection", "close");
     const type = status === 500 ? "server_error" : "invalid_request_error";
     return reply.code(status).send(new ApiError(status, status === 500 ? "internal server error" : publicMessage(error, bodyLimit), type, null, publicCode(error)).body());
   });

@@ -102,13 +102,20 @@ describe("routes", () => {
     assert.equal(whole.choices[0].message.content, events.map((e) => e.choices[0]!.delta.content ?? "").join(""));
   });
 
-  it("echo and legacy logprobs", async () => {
+  it("echo and legacy logprobs: the prompt's tokens lead (the first without a log-prob), then the completion's", async () => {
     const body = (await post("/v1/completions", { prompt: "Natasha", max_tokens: 3, echo: true, logprobs: 3, temperature: 0 })).json();
     assert.ok(body.choices[0].text.startsWith("Natasha"));
     const lp = body.choices[0].logprobs;
-    assert.equal(lp.tokens.length, 3);
-    assert.equal(Object.keys(lp.top_logprobs[0]).length <= 3, true);
-    assert.equal(lp.text_offset[0], "Natasha".length);
+    const promptTokens = model.tokenizer!.encode("Natasha").length;
+    assert.equal(lp.tokens.length, promptTokens + 3);
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    assert.ok(lp.token_logprobs.slice(1).every((x: number) => x < 0));
+    assert.ok(lp.top_logprobs.slice(1).every((t: object) => Object.keys(t).length >= 1 && Object.keys(t).length <= 3));
+    assert.equal(lp.text_offset[0], 0);
+    const alone = (await post("/v1/completions", { prompt: "Natasha", max_tokens: 3, logprobs: 3, temperature: 0 })).json().choices[0].logprobs;
+    assert.equal(alone.tokens.length, 3);
+    assert.equal(alone.text_offset[0], 0);
   });
 
   it("stop strings are never emitted", async () => {

@@ -8,8 +8,9 @@
 // wait; there it yields, so every block barrier and warp exchange is real: a collective completes
 // only when all its lanes have arrived, and a missing barrier lets threads run ahead into data
 // that is not there yet. Divergent barriers and collectives whose lanes never arrive are reported
-// as deadlocks. __shared__ variables are per worker thread (one block at a time on each), dynamic
-// shared memory is per block and filled with 0xFF (NaN as bf16 and fp32) at block start, and
+// as deadlocks. __shared__ variables are per worker thread (one block at a time on each; they keep
+// their values from block to block), dynamic shared memory is per block and filled with 0xFF (NaN
+// as bf16 and fp32) at block start, and
 // device allocations are filled with 0xFF too. Streams are synchronous; events read the host clock.
 #pragma once
 #include <cmath>

@@ -49,11 +49,14 @@ TEST(emulator_reports_a_deadlock_and_names_the_threads) {
 TEST(emulator_exposes_a_missing_barrier_and_a_missing_wait) {
   const int n = 256;
   DeviceArray<int> dOut(n);
-  MLA_LAUNCH(barrierKernel, 1, n, 0, nullptr, dOut.get(), false);
+  // A salt no earlier launch used: static __shared__ arrays keep their values between blocks on a
+  // worker (only dynamic shared memory is refilled with NaN), so stale values must not look right.
+  const int salt = 1000;
+  MLA_LAUNCH(barrierKernel, 1, n, 0, nullptr, dOut.get(), false, salt);
   EXPECT(cudaDeviceSynchronize() == cudaSuccess);
   const auto out = download(dOut, n);
   int wrong = 0;
-  for (int i = 0; i < n; ++i) wrong += out[i] != (n - 1 - i) * 3;
+  for (int i = 0; i < n; ++i) wrong += out[i] != (n - 1 - i) * 3 + salt;
   EXPECT_MSG(wrong > 0, "without __syncthreads threads must see unwritten slots");
 
   std::vector<uint32_t> src(32 * 4, 5);

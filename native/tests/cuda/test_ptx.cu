@@ -109,10 +109,10 @@ __global__ void shuffleKernel(const int* in, int* out) {
 }
 
 // Every thread writes its slot, then reads its mirror's: right only with the barrier between.
-__global__ void barrierKernel(int* out, bool withBarrier) {
+__global__ void barrierKernel(int* out, bool withBarrier, int salt) {
   __shared__ int s[256];
   const int n = blockDim.x, i = threadIdx.x;
-  s[i] = i * 3 + static_cast<int>(blockIdx.x);
+  s[i] = i * 3 + static_cast<int>(blockIdx.x) + salt;
   if (withBarrier) __syncthreads();
   out[blockIdx.x * n + i] = s[n - 1 - i];
 }
@@ -236,7 +236,7 @@ TEST(barriers_and_atomics) {
   const int n = 256, blocks = 3;
   DeviceArray<int> dOut(n * blocks), dCount(1);
   DeviceArray<float> dSum(1);
-  MLA_LAUNCH(barrierKernel, blocks, n, 0, nullptr, dOut.get(), true);
+  MLA_LAUNCH(barrierKernel, blocks, n, 0, nullptr, dOut.get(), true, 0);
   EXPECT(cudaDeviceSynchronize() == cudaSuccess);
   const auto out = download(dOut, n * blocks);
   for (int b = 0; b < blocks; ++b)
