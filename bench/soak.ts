@@ -16,10 +16,13 @@ const { values: a } = parseArgs({
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs: number[], p: number) => (xs.length ? [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(p * xs.length))]! : NaN);
 
-async function metricValue(origin: string, name: string): Promise<number> {
+/** Values of the named metrics from one scrape (prom-client resets its event-loop histogram on every scrape). */
+async function metricValues(origin: string, names: string[]): Promise<number[]> {
   const text = await (await fetch(`${origin}/metrics`)).text();
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text);
-  return m ? Number(m[1]) : NaN;
+  return names.map((name) => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text);
+    return m ? Number(m[1]) : NaN;
+  });
 }
 
 async function stream(base: string, body: object, signal?: AbortSignal): Promise<number> {
@@ -125,10 +128,11 @@ async function soak(server: ServerProcess, minutes: number): Promise<void> {
   const samples: { rss: number; lag: number; health: number }[] = [];
   while (Date.now() < end) {
     const h = await watchHealth(server.origin, 10_000, 100);
-    const rss = await metricValue(server.origin, "mla_serve_process_process_resident_memory_bytes");
-    const lag = await metricValue(server.origin, "mla_serve_process_nodejs_eventloop_lag_p99_seconds");
+    const [rss, heap, lag] = await metricValues(server.origin, ["mla_serve_process_process_resident_memory_bytes",
+      "mla_serve_process_nodejs_heap_size_used_bytes", "mla_serve_process_nodejs_eventloop_lag_p99_seconds"]) as [number, number, number];
     samples.push({ rss, lag, health: pct(h, 0.99) });
-    process.stdout.write(`t=${Math.round((minutes * 60_000 - (end - Date.now())) / 1000)}s rss ${(rss / 2 ** 20).toFixed(0)} MiB, event-loop lag p99 ${(lag * 1000).toFixed(1)} ms, /health p99 ${pct(h, 0.99).toFixed(1)} ms, requests ${requests}, client errors ${failures}\n`);
+    process.stdout.write(`t=${Math.round((minutes * 60_000 - (end - Date.now())) / 1000)}s rss ${(rss / 2 ** 20).toFixed(0)} MiB, JS heap ${(heap / 2 ** 20).toFixed(0)} MiB, ` +
+      `event-loop lag p99 ${(lag * 1000).toFixed(1)} ms, /health p99 ${pct(h, 0.99).toFixed(1)} ms, requests ${requests}, client errors ${failures}\n`);
   }
   stop = true;
   await Promise.all(workers);

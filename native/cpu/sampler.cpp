@@ -18,6 +18,15 @@ double logSumExp(const float* x, int n, std::vector<float>& scratch) {
   return std::log(simd::expShifted(x, m, scratch.data(), n)) + m;
 }
 
+// Logits processors first: biases (logit_bias, bans), then the allowed-token mask (grammar).
+void applyAdjust(const LogitAdjust& a, float* z, int vocab) {
+  for (int i = 0; i < a.numBias; ++i) z[a.biasTokens[i]] += a.biasValues[i];
+  if (!a.allowed) return;
+  for (int t = 0; t < vocab; ++t) {
+    if (!((a.allowed[t >> 5] >> (t & 31)) & 1u)) z[t] = -INFINITY;
+  }
+}
+
 void applyPenalties(const SampleRequest& req, float* z, int vocab) {
   const SamplingParams& p = *req.params;
   if (!req.penalties || !p.hasPenalties()) return;
@@ -143,6 +152,7 @@ void sampleRow(const float* logits, int vocab, const SampleRequest& req, int num
   const SamplingParams& p = *req.params;
   std::vector<float>& z = scratch.adjusted;
   z.assign(logits, logits + vocab);
+  applyAdjust(req.adjust, z.data(), vocab);
   applyPenalties(req, z.data(), vocab);
 
   int32_t token;
@@ -156,7 +166,8 @@ void sampleRow(const float* logits, int vocab, const SampleRequest& req, int num
     std::vector<int32_t>& cand = scratch.candidates;
     cand.clear();
     for (int i = 0; i < vocab; ++i) {
-      if (z[static_cast<size_t>(i)] >= p.minP) cand.push_back(i);  // min-p: p >= min_p * p_max
+      const float w = z[static_cast<size_t>(i)];
+      if (w > 0.0f && w >= p.minP) cand.push_back(i);  // min-p: p >= min_p * p_max; masked tokens weigh 0
     }
     if (p.topK > 0 && static_cast<size_t>(p.topK) < cand.size()) {
       std::nth_element(cand.begin(), cand.begin() + p.topK - 1, cand.end(), ByScore{z.data()});

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -177,14 +178,33 @@ void Engine::forward(const StepInput& in, const ForwardBatch& batch, ForwardOpti
   markComputed(in);
 }
 
+// The logits processors' arrays fit the vocabulary (sizes against the sampled rows are checked in napi).
+static void checkAdjustments(const StepInput& in, int vocab) {
+  const size_t words = static_cast<size_t>(vocab + 31) / 32;
+  check(in.maskWords.size() % words == 0, "step: logit masks must be whole rows of ceil(vocab / 32) words");
+  const int64_t masks = static_cast<int64_t>(in.maskWords.size() / words);
+  for (int32_t r : in.maskRow) check(r >= -1 && r < masks, "step: a logit mask row index is out of range");
+  for (int32_t t : in.biasTokens) check(t >= 0 && t < vocab, "step: logit bias token " + std::to_string(t) + " is outside the vocabulary");
+  for (float v : in.biasValues) check(!std::isnan(v) && v != INFINITY, "step: logit bias values must be finite or -inf");
+}
+
 std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
+  checkAdjustments(in, config_.vocabSize);
   forward(in, buildBatch(in, LogitRows::kSampled), ForwardOptions{});
   std::vector<SampleRequest> requests;
   std::vector<Sequence*> sampled;
   for (size_t i = 0; i < in.seqIds.size(); ++i) {
     if (!in.sampleMask[i]) continue;
     Sequence& seq = seqs_.at(in.seqIds[i]);
-    requests.push_back(SampleRequest{&seq.params, seq.penalties.get(), seq.numOutputTokens});
+    SampleRequest req{&seq.params, seq.penalties.get(), seq.numOutputTokens, {}};
+    const size_t r = requests.size(), words = static_cast<size_t>(config_.vocabSize + 31) / 32;
+    if (!in.maskRow.empty() && in.maskRow[r] >= 0) req.adjust.allowed = in.maskWords.data() + static_cast<size_t>(in.maskRow[r]) * words;
+    if (!in.biasOffsets.empty()) {
+      req.adjust.biasTokens = in.biasTokens.data() + in.biasOffsets[r];
+      req.adjust.biasValues = in.biasValues.data() + in.biasOffsets[r];
+      req.adjust.numBias = in.biasOffsets[r + 1] - in.biasOffsets[r];
+    }
+    requests.push_back(req);
     sampled.push_back(&seq);
   }
   std::vector<SampleResult> results;

@@ -36,6 +36,12 @@ struct StepInput {
   std::vector<int32_t> tokenIds;        // [sum numTokens]
   std::vector<uint8_t> sampleMask;      // [B] sample after this sequence's last new token
   int numTopLogprobs = 0;
+  // Logits processors of the sampled rows (R: rows with sampleMask set, in order); empty: none.
+  std::vector<int32_t> maskRow;       // [R] row of maskWords, or -1
+  std::vector<uint32_t> maskWords;    // [masks, ceil(vocab / 32)] allowed-token bitmasks
+  std::vector<int32_t> biasOffsets;   // [R + 1]
+  std::vector<int32_t> biasTokens;    // [nnz]
+  std::vector<float> biasValues;      // [nnz]
 };
 
 class Engine {

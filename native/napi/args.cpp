@@ -68,6 +68,10 @@ std::vector<uint8_t> uint8ArrayField(Napi::Object o, const char* name) {
   return copyTypedArray<uint8_t, napi_uint8_array>(o.Env(), o.Get(name), name, "Uint8Array");
 }
 
+std::vector<float> float32ArrayField(Napi::Object o, const char* name) {
+  return copyTypedArray<float, napi_float32_array>(o.Env(), o.Get(name), name, "Float32Array");
+}
+
 std::vector<int32_t> int32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   if (info.Length() <= index) throwType(info.Env(), std::string(name) + " is required");
   return copyTypedArray<int32_t, napi_int32_array>(info.Env(), info[index], name, "Int32Array");

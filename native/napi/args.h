@@ -22,6 +22,7 @@ std::string stringField(Napi::Object o, const char* name, const std::string& fal
 // Copies a typed array field (Int32Array / Uint8Array) into a vector.
 std::vector<int32_t> int32ArrayField(Napi::Object o, const char* name);
 std::vector<uint8_t> uint8ArrayField(Napi::Object o, const char* name);
+std::vector<float> float32ArrayField(Napi::Object o, const char* name);
 std::vector<int32_t> int32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 
 // {temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed}

@@ -31,6 +31,29 @@ StepInput stepInputArg(const Napi::CallbackInfo& info, size_t index, bool withSa
     if (in.sampleMask.size() != B) throwType(info.Env(), "batch.sampleMask must have one entry per sequence");
     in.numTopLogprobs = static_cast<int>(intField(o, "numTopLogprobs", 0));
     if (in.numTopLogprobs < 0 || in.numTopLogprobs > 20) throwType(info.Env(), "batch.numTopLogprobs must be within [0, 20]");
+    size_t rows = 0;
+    for (uint8_t m : in.sampleMask) rows += m ? 1 : 0;
+    // Logits processors: {rowIndex: Int32Array [R], words: Int32Array} and {offsets [R + 1], tokens, values}.
+    if (Napi::Value masks = o.Get("logitMasks"); masks.IsObject()) {
+      Napi::Object m = masks.As<Napi::Object>();
+      in.maskRow = int32ArrayField(m, "rowIndex");
+      const std::vector<int32_t> words = int32ArrayField(m, "words");
+      in.maskWords.assign(words.begin(), words.end());
+      if (in.maskRow.size() != rows) throwType(info.Env(), "batch.logitMasks.rowIndex must have one entry per sampled sequence");
+    }
+    if (Napi::Value bias = o.Get("logitBias"); bias.IsObject()) {
+      Napi::Object b = bias.As<Napi::Object>();
+      in.biasOffsets = int32ArrayField(b, "offsets");
+      in.biasTokens = int32ArrayField(b, "tokens");
+      in.biasValues = float32ArrayField(b, "values");
+      if (in.biasOffsets.size() != rows + 1 || in.biasOffsets.front() != 0 || in.biasOffsets.back() != static_cast<int32_t>(in.biasTokens.size()) ||
+          in.biasValues.size() != in.biasTokens.size()) {
+        throwType(info.Env(), "batch.logitBias must have offsets [sampled rows + 1] over tokens and values of one length");
+      }
+      for (size_t r = 0; r + 1 < in.biasOffsets.size(); ++r) {
+        if (in.biasOffsets[r] > in.biasOffsets[r + 1]) throwType(info.Env(), "batch.logitBias.offsets must not decrease");
+      }
+    }
   }
   return in;
 }

@@ -93,7 +93,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     maxNumSeqs: 1,
     maxNumBatchedTokens: GENERATE_STEP_TOKENS,
     eosTokenIds: model.info.eosTokenIds,
-    decode: tokenizer ? (ids) => tokenizer.decode(ids) : null,
+    decode: tokenizer ? (ids, o) => tokenizer.decode(ids, o.skipSpecialTokens, o.spacesBetweenSpecialTokens) : null,
   });
   const start = performance.now();
   let firstTokenAt = 0;

@@ -4,6 +4,7 @@ import pino from "pino";
 import { loadModel } from "../model/load.js";
 import { buildApp } from "../server/app.js";
 import { createServingContext } from "../server/serving.js";
+import { TOOL_PARSERS, type ToolParserName } from "../server/tools.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom, parseBytes } from "./common.js";
 import { chooseModel, modelFlags } from "./model_source.js";
@@ -32,6 +33,8 @@ const FLAGS: Record<string, FlagSpec> = {
   "stream-stall-timeout": { type: "float", default: 30, help: "seconds a streaming client may stop reading before its request is cancelled" },
   "tokenizer-workers": { type: "int", default: 2, help: "worker threads that tokenize long prompts off the event loop (0: none)" },
   "vllm-metrics": { type: "boolean", default: true, help: "also publish every metric under vLLM's names (vllm:*), for vLLM dashboards" },
+  "tool-call-parser": { type: "string", default: "hermes", help: `how tool calls are read from output with tool_choice "auto": ${TOOL_PARSERS.join(", ")}` },
+  "enable-auto-tool-choice": { type: "boolean", default: true, help: 'serve tool_choice "auto" (--no-enable-auto-tool-choice: refuse it with a 400)' },
   ...engineFlags(),
   ...modelFlags(),
 };
@@ -49,6 +52,11 @@ function listFlag(v: unknown, flag: string): string[] {
   }
   if (!Array.isArray(list) || list.length === 0 || list.some((s) => typeof s !== "string")) throw new UsageError(`--${flag} must list at least one string`);
   return list as string[];
+}
+
+function toolParser(v: unknown): ToolParserName {
+  if (!(TOOL_PARSERS as readonly string[]).includes(String(v))) throw new UsageError(`--tool-call-parser must be one of ${TOOL_PARSERS.join(", ")}, got ${String(v)}`);
+  return v as ToolParserName;
 }
 
 function positiveInt(v: unknown, flag: string): number {
@@ -75,6 +83,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`serve takes one model folder, got: ${positionals.join(" ")}`);
   const port = v.port as number;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${port}`);
+  const toolCallParser = toolParser(v["tool-call-parser"]);
   const logger = pino({ level: v["log-level"] as string, base: { service: "mla-serve" } });
   const { dir } = await chooseModel(v, positionals[0], (line) => logger.info(line), true);
 
@@ -108,6 +117,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     tokenizerWorkers: nonNegativeInt(v["tokenizer-workers"], "tokenizer-workers"),
     streamStallMs: positiveSeconds(v["stream-stall-timeout"], "stream-stall-timeout") * 1000,
     vllmMetrics: v["vllm-metrics"] as boolean,
+    toolCallParser,
+    enableAutoToolChoice: v["enable-auto-tool-choice"] as boolean,
   });
   const engine = ctx.engine;
   const app = await buildApp({
@@ -122,6 +133,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   const address = await app.listen({ host: v.host as string, port });
   logger.info({ address }, `serving ${names[0]} at ${address}/v1`);
+  // The grammar engine (xgrammar's view of the vocabulary, ~0.5 s) is made now, not on the first structured request.
+  ctx.grammar?.().catch((err: unknown) => logger.warn({ err }, "the grammar engine failed to start: structured output requests will fail"));
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -3,7 +3,9 @@
 import type { NativeEngine } from "../native/types.js";
 import { ChoiceOutput, type StopRules } from "./output.js";
 import { ModelRunner } from "./runner.js";
-import { GREEDY_PARAMS, nativeParams, validateSampling, type SamplingOptions } from "./sampling.js";
+import type { Matcher } from "./grammar.js";
+import { hasProcessors, SequenceProcessors } from "./processors.js";
+import { GREEDY_PARAMS, nativeParams, validateSampling, type DecodeOptions, type SamplingOptions } from "./sampling.js";
 import { Scheduler, type SchedulerOutput } from "./scheduler.js";
 import { EventStream } from "./stream.js";
 import { Sequence, type FinishReason } from "./sequence.js";
@@ -12,6 +14,8 @@ export interface EngineRequest {
   requestId: string;
   promptIds: number[];
   sampling: SamplingOptions;
+  /** One grammar matcher per choice (constrained decoding); the engine disposes them. */
+  matchers?: Matcher[];
 }
 
 export interface TokenLogprob {
@@ -64,7 +68,7 @@ export interface EngineConfig {
   maxNumBatchedTokens: number;
   eosTokenIds: number[];
   /** Turns output token ids into text; null: token ids only. */
-  decode: ((ids: readonly number[]) => string) | null;
+  decode: ((ids: readonly number[], o: DecodeOptions) => string) | null;
   observer?: EngineObserver;
 }
 
@@ -120,7 +124,7 @@ export class LLMEngine {
       },
       { maxNumSeqs: config.maxNumSeqs, maxNumBatchedTokens: config.maxNumBatchedTokens, blockSize: info.blockSize, numBlocks: info.numBlocks, watermark: 0.01 },
     );
-    this.runner = new ModelRunner((batch) => native.step(batch));
+    this.runner = new ModelRunner((batch) => native.step(batch), this.vocabSize);
     this.rules = { eosTokenIds: new Set(config.eosTokenIds), maxModelLen: config.maxModelLen };
   }
 
@@ -145,7 +149,12 @@ export class LLMEngine {
 
   /** Starts a request; its events stream out of the returned handle. Throws EngineInputError for bad input. */
   generate(request: EngineRequest): RequestHandle {
-    this.validate(request);
+    try {
+      this.validate(request);
+    } catch (err) {
+      for (const m of request.matchers ?? []) m.dispose();
+      throw err;
+    }
     const stream = new EventStream<RequestEvent>();
     const state: RequestState = {
       request, seqs: [], outputs: [], followers: [], stream, numFinished: 0,
@@ -153,8 +162,14 @@ export class LLMEngine {
     };
     for (let i = 0; i < request.sampling.n; ++i) {
       const seq = new Sequence(this.allocSeqId(), request.requestId, i, request.promptIds, request.sampling, nativeParams(request.sampling, i));
+      const matcher = request.matchers?.[i] ?? null;
+      if (matcher || hasProcessors(request.sampling.processors)) {
+        seq.processors = new SequenceProcessors(request.sampling.processors, matcher, this.vocabSize, [...this.config.eosTokenIds, ...request.sampling.stopTokenIds]);
+      }
       state.seqs.push(seq);
-      state.outputs.push(new ChoiceOutput(seq, this.config.decode, this.rules));
+      const decode = this.config.decode;
+      const o: DecodeOptions = { skipSpecialTokens: request.sampling.skipSpecialTokens, spacesBetweenSpecialTokens: request.sampling.spacesBetweenSpecialTokens };
+      state.outputs.push(new ChoiceOutput(seq, decode ? (ids) => decode(ids, o) : null, this.rules));
       this.bySeq.set(seq.seqId, state);
     }
     state.followers = state.seqs.slice(1);
@@ -249,6 +264,14 @@ export class LLMEngine {
     for (const t of r.sampling.stopTokenIds) {
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw new EngineInputError(`stop token id ${t} is outside the vocabulary [0, ${vocab})`, "stop_token_ids");
     }
+    const p = r.sampling.processors;
+    const outside = (param: string, ids: Iterable<number>) => {
+      for (const t of ids) if (t >= vocab) throw new EngineInputError(`token id ${t} in ${param} is outside the vocabulary [0, ${vocab})`, param);
+    };
+    outside("logit_bias", p.logitBias.map(([t]) => t));
+    outside("allowed_token_ids", p.allowedTokenIds ?? []);
+    outside("bad_words", p.badWords.flat());
+    if (r.matchers && r.matchers.length !== r.sampling.n) throw new EngineInputError("one grammar matcher per choice is needed", "response_format");
     if (r.promptIds.length >= this.config.maxModelLen) {
       throw new EngineInputError(
         `This model's maximum context length is ${this.config.maxModelLen} tokens, but the prompt has ${r.promptIds.length} tokens`, "prompt");
@@ -324,7 +347,14 @@ export class LLMEngine {
         logprobs.push({ tokenId: token, logprob: sampledTokens.logprobs[r]!, top });
       }
       this.recordTiming(state, seq, now);
+      const matcher = seq.processors?.matcher;
+      if (matcher && !matcher.accept(token)) {
+        this.failRequest(state, `token ${token} does not continue the output's grammar`);
+        return;
+      }
       const result = state.outputs[seq.index]!.onToken(token);
+      // A grammar that has ended ends the choice (also with ignore_eos).
+      if (!result.finishReason && matcher?.isTerminated()) result.finishReason = "stop";
       if (result.finishReason) this.finishSeq(state, seq, result, [token], logprobs);
       else state.stream.push({ type: "delta", delta: { index: seq.index, text: result.text, tokenIds: [token], logprobs } });
       if (seq.index === 0 && seq.numOutputTokens === 1) this.releaseFollowers(state);
@@ -359,6 +389,7 @@ export class LLMEngine {
   private finishSeq(state: RequestState, seq: Sequence, result: { text: string; finishReason?: FinishReason; stopReason?: string | number },
                     tokenIds: number[], logprobs: TokenLogprob[] = []): void {
     if (seq.isFinished) return;
+    seq.processors?.dispose();
     const wasQueuedFollower = state.followers.indexOf(seq);
     if (wasQueuedFollower >= 0) state.followers.splice(wasQueuedFollower, 1);
     this.scheduler.finish(seq);
@@ -400,6 +431,7 @@ export class LLMEngine {
 
   private failRequest(state: RequestState, message: string): void {
     for (const seq of state.seqs) {
+      seq.processors?.dispose();
       if (!seq.isFinished) {
         this.scheduler.finish(seq);
         seq.finishReason = "abort";

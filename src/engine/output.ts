@@ -67,8 +67,10 @@ export class ChoiceOutput {
       }
     }
     if (at < 0) return null;
-    this.held = this.held.slice(0, at);
-    return { text: this.release(at), finishReason: "stop", stopReason: which };
+    // vLLM's include_stop_str_in_output keeps the stop string at the end of the text.
+    const end = this.seq.sampling.includeStopStr ? at + which.length : at;
+    this.held = this.held.slice(0, end);
+    return { text: this.release(end), finishReason: "stop", stopReason: which };
   }
 
   private release(count: number): string {

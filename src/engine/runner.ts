@@ -1,11 +1,12 @@
 // The model runner: turns a scheduler decision into typed arrays and runs one native step.
 import type { NativeEngine, StepOutput } from "../native/types.js";
+import { batchAdjustments } from "./processors.js";
 import type { SchedulerOutput } from "./scheduler.js";
 
 export type StepFn = (batch: Parameters<NativeEngine["step"]>[0]) => Promise<StepOutput>;
 
 export class ModelRunner {
-  constructor(private readonly stepFn: StepFn) {}
+  constructor(private readonly stepFn: StepFn, private readonly vocabSize: number) {}
 
   async run(out: SchedulerOutput): Promise<StepOutput> {
     const B = out.scheduled.length;
@@ -25,6 +26,8 @@ export class ModelRunner {
       offset += n;
       if (sample && seq.sampling.logprobs !== null) numTopLogprobs = Math.max(numTopLogprobs, seq.sampling.logprobs);
     });
-    return this.stepFn({ seqIds, startPositions, numTokens, tokenIds, sampleMask, numTopLogprobs });
+    const sampled = out.scheduled.filter((s) => s.sample).map((s) => s.seq);
+    const adjust = await batchAdjustments(sampled.map((s) => s.processors), sampled.map((s) => () => s.outputIds), this.vocabSize);
+    return this.stepFn({ seqIds, startPositions, numTokens, tokenIds, sampleMask, numTopLogprobs, ...adjust });
   }
 }

@@ -2,6 +2,7 @@
 import { randomInt } from "node:crypto";
 
 import type { NativeSamplingParams } from "../native/types.js";
+import { NO_PROCESSORS, type ProcessorOptions } from "./processors.js";
 
 export interface SamplingOptions {
   /** Choices generated for the prompt. */
@@ -21,7 +22,18 @@ export interface SamplingOptions {
   ignoreEos: boolean;
   /** Top log-probs per generated token (0: only the sampled token's); null: none. */
   logprobs: number | null;
+  /** Logits processors (bans, biases, min_tokens); the grammar's matchers come with the request. */
+  processors: ProcessorOptions;
+  /** A stop string that ends the output is kept in it (vLLM's include_stop_str_in_output). */
+  includeStopStr: boolean;
+  /** Special tokens stay out of the output text (vLLM's skip_special_tokens, default true). */
+  skipSpecialTokens: boolean;
+  /** Added tokens left in the text are set apart by spaces (vLLM's spaces_between_special_tokens, default true). */
+  spacesBetweenSpecialTokens: boolean;
 }
+
+/** How output ids become text. */
+export type DecodeOptions = Pick<SamplingOptions, "skipSpecialTokens" | "spacesBetweenSpecialTokens">;
 
 /** Defaults a model's generation_config.json may override. */
 export interface GenerationDefaults {
@@ -57,6 +69,10 @@ export function resolveSampling(partial: Partial<SamplingOptions>, defaults: Gen
     stopTokenIds: partial.stopTokenIds ?? [],
     ignoreEos: partial.ignoreEos ?? false,
     logprobs: partial.logprobs ?? null,
+    processors: partial.processors ?? NO_PROCESSORS,
+    includeStopStr: partial.includeStopStr ?? false,
+    skipSpecialTokens: partial.skipSpecialTokens ?? true,
+    spacesBetweenSpecialTokens: partial.spacesBetweenSpecialTokens ?? true,
   };
 }
 
@@ -83,6 +99,12 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
   if (s.stop.reduce((n, x) => n + x.length, 0) > MAX_STOP_CHARS) return bad("stop", `the stop strings may have ${MAX_STOP_CHARS} characters in all`);
   if (s.stopTokenIds.length > MAX_STOP_TOKEN_IDS) return bad("stop_token_ids", `at most ${MAX_STOP_TOKEN_IDS} stop token ids, got ${s.stopTokenIds.length}`);
   if (!Number.isInteger(s.maxTokens) || s.maxTokens > INT32_MAX) return bad("max_tokens", `max_tokens must be at most ${INT32_MAX}`);
+  const p = s.processors;
+  if (p.logitBias.length > 300) return bad("logit_bias", "at most 300 logit_bias entries");
+  if (p.logitBias.some(([t, v]) => !Number.isInteger(t) || t < 0 || !(v >= -100 && v <= 100))) return bad("logit_bias", "logit_bias maps token ids to biases in [-100, 100]");
+  if (p.allowedTokenIds !== null && (p.allowedTokenIds.length === 0 || p.allowedTokenIds.some((t) => !Number.isInteger(t) || t < 0))) return bad("allowed_token_ids", "allowed_token_ids must be a non-empty list of token ids");
+  if (p.badWords.length > 1024) return bad("bad_words", "at most 1024 bad words");
+  if (!Number.isInteger(p.minTokens) || p.minTokens < 0 || p.minTokens > s.maxTokens) return bad("min_tokens", "min_tokens must be an integer in [0, max_tokens]");
   return null;
 }
 

@@ -1,5 +1,6 @@
 // One generated choice: its tokens and where it stands in the engine.
 import type { NativeSamplingParams } from "../native/types.js";
+import type { SequenceProcessors } from "./processors.js";
 import type { SamplingOptions } from "./sampling.js";
 
 export type SequenceStatus = "waiting" | "running" | "finished";
@@ -18,6 +19,8 @@ export class Sequence {
   numCachedPromptTokens = 0;
   /** Set when an abort arrives while a step is in flight; honoured after the step. */
   abortRequested = false;
+  /** Logits processors (grammar matcher, bans, biases); null: none. */
+  processors: SequenceProcessors | null = null;
   readonly tokenIds: number[];
 
   constructor(

@@ -61,6 +61,10 @@ export interface StepBatch {
   sampleMask: Uint8Array; // [B] 1: sample after the last new token
   numTopLogprobs: number; // 0..20
   returnLogits?: boolean;
+  /** Logits processors of the sampled rows (R, in batch order): allowed-token bitmasks... */
+  logitMasks?: { rowIndex: Int32Array /* [R] row of words or -1 */; words: Int32Array /* [masks * ceil(vocab / 32)] */ };
+  /** ...and biases (-Infinity bans). */
+  logitBias?: { offsets: Int32Array /* [R + 1] */; tokens: Int32Array; values: Float32Array };
 }
 
 /** One entry per sequence with sampleMask 1, in batch order. */

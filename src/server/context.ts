@@ -1,10 +1,12 @@
 // Everything a route needs to serve a model, built once at start.
+import type { GrammarEngine } from "../engine/grammar.js";
 import type { LLMEngine } from "../engine/llm_engine.js";
 import type { GenerationDefaults } from "../engine/sampling.js";
 import type { ChatTemplate } from "../tokenizer/chat_template.js";
 import type { TextWork } from "../tokenizer/pool.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Metrics } from "./metrics.js";
+import type { ToolParserName } from "./tools.js";
 
 export interface ServingContext {
   engine: LLMEngine;
@@ -26,4 +28,10 @@ export interface ServingContext {
   draining: boolean;
   /** A streaming client that reads nothing for this long loses its request. */
   streamStallMs: number;
+  /** xgrammar for this model's vocabulary, made on first use; null without a tokenizer. */
+  grammar: (() => Promise<GrammarEngine>) | null;
+  /** How tool calls are found in output (--tool-call-parser). */
+  toolParser: ToolParserName;
+  /** tool_choice "auto" is served (--enable-auto-tool-choice). */
+  autoToolChoice: boolean;
 }

@@ -3,7 +3,7 @@ import type { TokenLogprob } from "../engine/llm_engine.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { ChoiceEvent, GenerationRun, Usage } from "./generation.js";
 
-export type FinishReason = "stop" | "length" | null;
+export type FinishReason = "stop" | "length" | "tool_calls" | null;
 
 function tokenText(tokenizer: Tokenizer | null, id: number): string {
   return tokenizer ? tokenizer.tokenText(id) : `token_id:${id}`;

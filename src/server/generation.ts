@@ -7,6 +7,7 @@ import { EventStream } from "../engine/stream.js";
 import type { ServingContext } from "./context.js";
 import { ApiError, badRequest } from "./errors.js";
 import type { Prepared } from "./prepare.js";
+import type { Matcher } from "../engine/grammar.js";
 
 /** Prompts x n of one request at most: a single request cannot fill the queue. */
 export const MAX_SEQUENCES_PER_REQUEST = 256;
@@ -49,18 +50,37 @@ function promptOnly(n: number, promptTokens: number): RequestHandle {
 
 /** A running generation: iterate its choice events; `summary` settles when all are done. */
 export class GenerationRun implements AsyncIterable<ChoiceEvent> {
-  readonly id: string;
+  readonly id!: string;
   readonly created = Math.floor(Date.now() / 1000);
-  readonly summary: Promise<GenerationSummary>;
+  summary!: Promise<GenerationSummary>;
   /** Per prompt, its tokens' log-probs (the first null) when the request scores the prompt. */
-  readonly promptScores: Promise<(TokenLogprob | null)[][]> | null;
+  promptScores: Promise<(TokenLogprob | null)[][]> | null = null;
   private readonly events = new EventStream<ChoiceEvent>();
   private readonly handles: RequestHandle[] = [];
   private failure: ApiError | undefined;
 
-  /** `responseId`: the client's X-Request-Id, with --enable-request-id-headers. */
-  constructor(ctx: ServingContext, readonly prepared: Prepared, requestId: string, responseId?: string) {
-    this.id = `${prepared.kind === "chat" ? "chatcmpl" : "cmpl"}-${responseId ?? randomUUID().replace(/-/g, "")}`;
+  /** Starts a run: one grammar matcher per choice first (when the request has a grammar). */
+  static async start(ctx: ServingContext, prepared: Prepared, requestId: string, responseId?: string): Promise<GenerationRun> {
+    const g = prepared.grammar;
+    const count = prepared.prompts.length * prepared.sampling[0]!.n;
+    const matchers = g && count <= MAX_SEQUENCES_PER_REQUEST ? await Promise.all(Array.from({ length: count }, () => g.engine.matcher(g.compiled))) : null;
+    return new GenerationRun(ctx, prepared, requestId, responseId, matchers);
+  }
+
+  /** `responseId`: the client's X-Request-Id, with --enable-request-id-headers. `matchers`: prompts x n, owned by the run. */
+  private constructor(ctx: ServingContext, readonly prepared: Prepared, requestId: string, responseId: string | undefined, matchers: Matcher[] | null) {
+    try {
+      this.id = this.init(ctx, requestId, responseId, matchers);
+    } catch (err) {
+      // Matchers no engine request took are ours to free.
+      for (const m of matchers?.slice(this.handles.length * prepared.sampling[0]!.n) ?? []) m.dispose();
+      throw err;
+    }
+  }
+
+  private init(ctx: ServingContext, requestId: string, responseId: string | undefined, matchers: Matcher[] | null): string {
+    const prepared = this.prepared;
+    const id = `${prepared.kind === "chat" ? "chatcmpl" : "cmpl"}-${responseId ?? randomUUID().replace(/-/g, "")}`;
     if (ctx.draining) throw new ApiError(503, "the server is shutting down", "service_unavailable");
     // Admission counts what this request adds: every prompt's n choices wait as sequences.
     const adds = prepared.prompts.length * prepared.sampling[0]!.n;
@@ -74,12 +94,18 @@ export class GenerationRun implements AsyncIterable<ChoiceEvent> {
     }
     const start = performance.now();
     const engineKey = randomUUID();
+    const n = prepared.sampling[0]!.n;
     prepared.prompts.forEach((p, i) => {
       try {
         const sampling = prepared.sampling[i]!;
+        const own = matchers?.slice(i * n, (i + 1) * n);
         // Engine ids are ours alone: clients may repeat an X-Request-Id. max_tokens 0 scores only.
-        this.handles.push(sampling.maxTokens === 0 ? promptOnly(sampling.n, p.ids.length)
-          : ctx.engine.generate({ requestId: `${requestId}-${engineKey}-${i}`, promptIds: p.ids, sampling }));
+        if (sampling.maxTokens === 0) {
+          for (const m of own ?? []) m.dispose();
+          this.handles.push(promptOnly(sampling.n, p.ids.length));
+        } else {
+          this.handles.push(ctx.engine.generate({ requestId: `${requestId}-${engineKey}-${i}`, promptIds: p.ids, sampling, ...(own ? { matchers: own } : {}) }));
+        }
       } catch (err) {
         this.abort();
         if (err instanceof EngineInputError) throw badRequest(err.message, err.param);
@@ -92,7 +118,6 @@ export class GenerationRun implements AsyncIterable<ChoiceEvent> {
       throw err instanceof EngineInputError ? badRequest(err.message, err.param) : err;
     });
     this.promptScores?.catch(() => {});
-    const n = prepared.sampling[0]!.n;
     this.summary = Promise.all(this.handles.map((h, i) => this.pump(h, i * n))).then((summaries) => {
       this.events.close();
       const promptTokens = prepared.prompts.reduce((a, p) => a + p.ids.length, 0);
@@ -109,6 +134,7 @@ export class GenerationRun implements AsyncIterable<ChoiceEvent> {
       };
     });
     this.summary.catch(() => this.events.close());
+    return id;
   }
 
   private async pump(handle: RequestHandle, base: number) {

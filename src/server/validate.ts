@@ -3,8 +3,8 @@ import { badRequest } from "./errors.js";
 
 export type Body = Record<string, unknown>;
 
-export function asObject(value: unknown, what = "request body"): Body {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw badRequest(`${what} must be a JSON object`);
+export function asObject(value: unknown, what = "request body", param: string | null = null): Body {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw badRequest(`${what} must be a JSON object`, param);
   return value as Body;
 }
 

@@ -5,7 +5,7 @@ import { Worker } from "node:worker_threads";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import type { ChatMessage, ChatTemplate, RenderOptions } from "./chat_template.js";
+import { TemplateCache, type ChatMessage, type ChatTemplate, type RenderOptions } from "./chat_template.js";
 import type { Tokenizer } from "./tokenizer.js";
 import type { WorkerReply, WorkerRequest } from "./worker.js";
 
@@ -64,6 +64,7 @@ export class TextWork {
   private next = 0;
   private inFlight = 0;
   private readonly maxQueued: number;
+  private readonly requestTemplates = new TemplateCache();
 
   constructor(private readonly o: TextWorkOptions) {
     this.maxQueued = o.maxQueued ?? 64;
@@ -79,16 +80,19 @@ export class TextWork {
     return [...reply.ids!];
   }
 
-  /** Renders messages through the chat template and encodes the result (no special tokens added). */
-  async chat(messages: ChatMessage[], options: RenderOptions): Promise<{ ids: number[]; text: string }> {
-    const template = this.o.chatTemplate;
-    if (!template) throw new Error("no chat template");
+  /**
+   * Renders messages through the chat template (the model's, or `template`: a request's own) and
+   * encodes the result (special tokens added only with addSpecialTokens: the template writes them).
+   */
+  async chat(messages: ChatMessage[], options: RenderOptions, template: string | null = null, addSpecialTokens = false): Promise<{ ids: number[]; text: string }> {
+    const t = template !== null ? this.requestTemplates.get(template) : this.o.chatTemplate;
+    if (!t) throw new Error("no chat template");
     const size = messages.reduce((n, m) => n + (m.content?.length ?? 0), 0) + JSON.stringify(options.tools ?? []).length;
     if (size <= INLINE_CHARS || this.o.workers === 0) {
-      const text = template.render(messages, options);
-      return { ids: this.o.tokenizer.encode(text, false), text };
+      const text = t.render(messages, options);
+      return { ids: this.o.tokenizer.encode(text, addSpecialTokens), text };
     }
-    const reply = await this.send({ op: "chat", messages, options });
+    const reply = await this.send({ op: "chat", messages, options, template, addSpecialTokens });
     return { ids: [...reply.ids!], text: reply.text! };
   }
 

@@ -34,12 +34,16 @@ export class Tokenizer {
   readonly eosTokenId: number | undefined;
   readonly chatTemplate: string | undefined;
   readonly specialIds: ReadonlySet<number>;
+  private readonly addedIds: ReadonlySet<number>;
   /** UTF-8 bytes of the longest vocabulary piece or added token, at least: a text of B bytes has at least B / maxTokenBytes tokens. */
   readonly maxTokenBytes: number;
   private readonly hf: HfTokenizer;
   private readonly bytesOf: TokenBytesFn;
 
+  private readonly json: Json;
+
   private constructor(tokenizerJson: Json, config: Json) {
+    this.json = tokenizerJson;
     this.hf = new HfTokenizer(tokenizerJson, config);
     this.bosToken = tokenContent(config.bos_token);
     this.eosToken = tokenContent(config.eos_token);
@@ -53,6 +57,7 @@ export class Tokenizer {
       if (token.special) special.add(id);
     }
     this.specialIds = special;
+    this.addedIds = added;
     this.maxTokenBytes = longestPieceBytes(tokenizerJson);
     this.bytesOf = tokenBytesFn(tokenizerJson, (id) => this.hf.id_to_token(id), added, (id) => this.decode([id], false));
   }
@@ -76,8 +81,30 @@ export class Tokenizer {
     return this.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
-  decode(ids: readonly number[], skipSpecialTokens = true): string {
-    return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+  /**
+   * Text of token ids. spacesBetweenSpecialTokens (vLLM's, as Hugging Face's slow tokenizers do it):
+   * added tokens left in the text are decoded on their own and the pieces joined by a space (true)
+   * or nothing (false); undefined: the tokenizer's own decoding, which joins them as they are.
+   */
+  decode(ids: readonly number[], skipSpecialTokens = true, spacesBetweenSpecialTokens?: boolean): string {
+    if (spacesBetweenSpecialTokens === undefined || !ids.some((id) => this.addedIds.has(id) && !(skipSpecialTokens && this.specialIds.has(id)))) {
+      return this.hf.decode(ids as number[], { skip_special_tokens: skipSpecialTokens });
+    }
+    const parts: string[] = [];
+    let run: number[] = [];
+    const flush = () => {
+      if (run.length) parts.push(this.hf.decode(run, { skip_special_tokens: false }));
+      run = [];
+    };
+    for (const id of ids) {
+      if (skipSpecialTokens && this.specialIds.has(id)) continue;
+      if (this.addedIds.has(id)) {
+        flush();
+        parts.push(this.hf.decode([id], { skip_special_tokens: false }));
+      } else run.push(id);
+    }
+    flush();
+    return parts.join(spacesBetweenSpecialTokens ? " " : "");
   }
 
   /** The bytes token `id` adds to running text (its leading space included). */
@@ -90,6 +117,19 @@ export class Tokenizer {
     return Buffer.from(this.bytesOf(id)).toString("utf8");
   }
 
+  /**
+   * The vocabulary as a grammar engine (xgrammar) takes it: every piece by id (padded to the
+   * model's vocabulary size), how pieces map to bytes, and whether encoding prepends a space.
+   */
+  grammarVocabulary(vocabSize: number): { pieces: string[]; type: "byte_fallback" | "byte_level" | "raw"; prependSpace: boolean } {
+    const pieces: string[] = Array.from({ length: vocabSize }, (_, i) => this.hf.id_to_token(i) ?? `<|unused_${i}|>`);
+    const decoders = decoderTypes(this.json.decoder);
+    const type = decoders.includes("ByteLevel") ? "byte_level" : decoders.includes("ByteFallback") ? "byte_fallback" : "raw";
+    const pre = JSON.stringify(this.json.pre_tokenizer ?? null) + JSON.stringify(this.json.normalizer ?? null);
+    const prependSpace = /"Metaspace"/.test(pre) ? !/"prepend_scheme":"never"|"add_prefix_space":false/.test(pre) : /"Prepend"/.test(pre);
+    return { pieces, type, prependSpace };
+  }
+
   idToToken(id: number): string | undefined {
     return this.hf.id_to_token(id);
   }
@@ -97,6 +137,12 @@ export class Tokenizer {
   tokenToId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }
+}
+
+function decoderTypes(decoder: unknown): string[] {
+  if (!decoder || typeof decoder !== "object") return [];
+  const d = decoder as Json;
+  return d.type === "Sequence" && Array.isArray(d.decoders) ? (d.decoders as unknown[]).flatMap(decoderTypes) : [String(d.type)];
 }
 
 // Pieces are spelled with stand-ins (Ġ, ▁) at least as long in UTF-8 as the bytes they stand for,

@@ -15,8 +15,17 @@ struct SamplingHost {
   std::vector<float> temperature, topP, minP, repetition, presence, frequency;
   std::vector<int32_t> topK, offsets{0}, tokens, counts;
   std::vector<uint64_t> seeds, counters;
+  std::vector<int32_t> biasOffsets{0}, biasTokens, maskRow;
+  std::vector<float> biasValues;
+  std::vector<uint32_t> maskWords;
 
-  void add(const SampleRequest& r) {
+  void add(const SampleRequest& r, size_t words) {
+    const LogitAdjust& a = r.adjust;
+    biasTokens.insert(biasTokens.end(), a.biasTokens, a.biasTokens + a.numBias);
+    biasValues.insert(biasValues.end(), a.biasValues, a.biasValues + a.numBias);
+    biasOffsets.push_back(static_cast<int32_t>(biasTokens.size()));
+    maskRow.push_back(a.allowed ? static_cast<int32_t>(maskWords.size() / words) : -1);
+    if (a.allowed) maskWords.insert(maskWords.end(), a.allowed, a.allowed + words);
     const SamplingParams& p = *r.params;
     temperature.push_back(p.temperature);
     topP.push_back(p.topP);
@@ -63,7 +72,8 @@ void CudaBackend::sampleChunk(const std::vector<SampleRequest>& requests, int fi
   const int V = config_.vocabSize;
   results.resize(static_cast<size_t>(count));
   SamplingHost host;
-  for (int r = 0; r < count; ++r) host.add(requests[static_cast<size_t>(first + r)]);
+  const size_t words = static_cast<size_t>(V + 31) / 32;
+  for (int r = 0; r < count; ++r) host.add(requests[static_cast<size_t>(first + r)], words);
   SamplingKernelParams p;
   p.logits = w.logits.get();
   p.rows = count;
@@ -80,6 +90,11 @@ void CudaBackend::sampleChunk(const std::vector<SampleRequest>& requests, int fi
   p.penaltyOffsets = w.penaltyOffsets.upload(host.offsets, stream_);
   p.penaltyTokens = w.penaltyTokens.upload(host.tokens.empty() ? std::vector<int32_t>{0} : host.tokens, stream_);
   p.penaltyCounts = w.penaltyCounts.upload(host.counts.empty() ? std::vector<int32_t>{0} : host.counts, stream_);
+  p.biasOffsets = w.biasOffsets.upload(host.biasOffsets, stream_);
+  p.biasTokens = w.biasTokens.upload(host.biasTokens.empty() ? std::vector<int32_t>{0} : host.biasTokens, stream_);
+  p.biasValues = w.biasValues.upload(host.biasValues.empty() ? std::vector<float>{0} : host.biasValues, stream_);
+  p.maskRow = w.maskRow.upload(host.maskRow, stream_);
+  p.maskWords = w.maskWords.upload(host.maskWords.empty() ? std::vector<uint32_t>{0} : host.maskWords, stream_);
   p.numTopLogprobs = numTopLogprobs;
   p.scratch = w.scratch.reserve(static_cast<size_t>(count) * V);
   p.tokens = w.outTokens.reserve(static_cast<size_t>(count));

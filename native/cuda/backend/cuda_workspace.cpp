@@ -79,6 +79,12 @@ void CudaBackend::Workspace::reserveFor(const ModelConfig& c, const StepLimits& 
   const size_t penalties = kLogitChunk * std::min<size_t>(static_cast<size_t>(maxLen), V);
   penaltyTokens.reserve(penalties);
   penaltyCounts.reserve(penalties);
+  // Logits processors: a bitmask per row, and a bias list per row (logit_bias has at most 300 entries).
+  maskRow.reserve(kLogitChunk);
+  maskWords.reserve(kLogitChunk * ((V + 31) / 32));
+  biasOffsets.reserve(kLogitChunk + 1);
+  biasTokens.reserve(kLogitChunk * 1024);
+  biasValues.reserve(kLogitChunk * 1024);
   topTokens.reserve(kLogitChunk * kMaxTopLogprobs);
   topLogprobs.reserve(kLogitChunk * kMaxTopLogprobs);
 }

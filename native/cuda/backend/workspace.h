@@ -34,6 +34,9 @@ struct CudaBackend::Workspace {
   DeviceArray<float> temperature, topP, minP, repetition, presence, frequency, scratch, logprobs, topLogprobs, targetOut;
   DeviceArray<int32_t> topK, penaltyOffsets, penaltyTokens, penaltyCounts, outTokens, topTokens, targets;
   DeviceArray<uint64_t> seeds, counters;
+  DeviceArray<int32_t> biasOffsets, biasTokens, maskRow;
+  DeviceArray<float> biasValues;
+  DeviceArray<uint32_t> maskWords;
 };
 
 }  // namespace mla::cuda

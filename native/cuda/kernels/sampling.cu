@@ -78,8 +78,17 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     __syncthreads();
   }
 
-  // Penalized logits.
+  // Adjusted (logits processors), then penalized logits.
   for (int i = tid; i < V; i += blockDim.x) w[i] = logits[i];
+  __syncthreads();
+  if (p.biasOffsets) {
+    for (int e = p.biasOffsets[r] + tid; e < p.biasOffsets[r + 1]; e += blockDim.x) w[p.biasTokens[e]] += p.biasValues[e];
+  }
+  __syncthreads();
+  if (p.maskRow && p.maskRow[r] >= 0) {
+    const uint32_t* allowed = p.maskWords + static_cast<size_t>(p.maskRow[r]) * ((V + 31) / 32);
+    for (int i = tid; i < V; i += blockDim.x) if (!((allowed[i >> 5] >> (i & 31)) & 1u)) w[i] = -INFINITY;
+  }
   __syncthreads();
   const float rep = p.repetitionPenalty[r], pres = p.presencePenalty[r], freq = p.frequencyPenalty[r];
   for (int e = p.penaltyOffsets[r] + tid; e < p.penaltyOffsets[r + 1]; e += blockDim.x) {
@@ -130,7 +139,7 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     __syncthreads();
     for (int start = 0; start < V; start += blockDim.x) {
       const int i = start + tid;
-      const float x = i < V && w[i] >= tau ? w[i] : 0.0f;
+      const float x = i < V && w[i] > 0.0f && w[i] >= tau ? w[i] : 0.0f;
       float v = x;  // inclusive scan within the warp
       for (int o = 1; o < 32; o <<= 1) {
         const float y = __shfl_up_sync(0xffffffffu, v, o);
@@ -151,7 +160,7 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     token = pick;
     if (token == INT_MAX) {  // rounding left the goal at the very end: take the last kept token
       ArgMax v{-INFINITY, -1};
-      for (int i = tid; i < V; i += blockDim.x) if (w[i] >= tau) v = better(v, ArgMax{static_cast<float>(i), i});
+      for (int i = tid; i < V; i += blockDim.x) if (w[i] > 0.0f && w[i] >= tau) v = better(v, ArgMax{static_cast<float>(i), i});
       token = blockArgMax(v, am).index;
     }
   }

@@ -24,6 +24,12 @@ struct SamplingKernelParams {
   const int32_t* penaltyOffsets = nullptr;  // [rows + 1]
   const int32_t* penaltyTokens = nullptr;   // [nnz]
   const int32_t* penaltyCounts = nullptr;   // [nnz] times generated (0: prompt only)
+  // Logits processors, applied first: biases per row (-inf bans), then allowed-token bitmasks (null: none).
+  const int32_t* biasOffsets = nullptr;     // [rows + 1]
+  const int32_t* biasTokens = nullptr;      // [nnz]
+  const float* biasValues = nullptr;        // [nnz]
+  const int32_t* maskRow = nullptr;         // [rows] row of maskWords, or -1
+  const uint32_t* maskWords = nullptr;      // [masks, ceil(vocab / 32)]
   int numTopLogprobs = 0;                   // <= 20
   float* scratch = nullptr;                 // [rows, vocab]
   int32_t* tokens = nullptr;                // [rows] out

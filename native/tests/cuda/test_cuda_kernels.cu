@@ -238,6 +238,55 @@ TEST(sampling_against_the_cpu_sampler) {
   EXPECT(logits[5 * V + tokens[5]] >= m5 + std::log(0.5f) - 1e-4f);
 }
 
+// Logits processors on both samplers: a grammar-style mask and a bias list give the same token.
+TEST(masks_and_biases_match_the_cpu_sampler) {
+  const int V = 3000, rows = 4, words = (V + 31) / 32;
+  auto logits = randn(static_cast<size_t>(rows) * V, 2.0f);
+  std::vector<uint32_t> mask(static_cast<size_t>(2) * words, 0);
+  for (int t = 0; t < V; t += 7) mask[static_cast<size_t>(t / 32)] |= 1u << (t % 32);            // mask 0: every 7th token
+  for (int t = 100; t < 140; ++t) mask[static_cast<size_t>(words + t / 32)] |= 1u << (t % 32);   // mask 1: a window
+  const std::vector<int32_t> maskRow = {0, -1, 1, 0};
+  const std::vector<int32_t> biasOffsets = {0, 0, 2, 2, 3}, biasTokens = {5, 6, 120};
+  const std::vector<float> biasValues = {30.0f, -INFINITY, 8.0f};
+  const std::vector<float> temp = {0, 0, 0.8f, 1.0f};
+  DeviceArray<float> dl, dtemp, d1, d0, dscratch, dlp, dtl, dbv;
+  DeviceArray<int32_t> dk, doff, dtok, dcnt, dout, dtt, dbo, dbt, dmr;
+  DeviceArray<uint32_t> dmw;
+  DeviceArray<uint64_t> dseed, dctr;
+  upload(dl, logits); upload(dtemp, temp); upload(d1, std::vector<float>(rows, 1.0f)); upload(d0, std::vector<float>(rows, 0.0f));
+  upload(dk, std::vector<int32_t>(rows, 0)); upload(doff, std::vector<int32_t>(rows + 1, 0)); upload(dtok, std::vector<int32_t>{0}); upload(dcnt, std::vector<int32_t>{0});
+  upload(dseed, std::vector<uint64_t>(rows, 11)); upload(dctr, std::vector<uint64_t>(rows, 5));
+  upload(dbo, biasOffsets); upload(dbt, biasTokens); upload(dbv, biasValues); upload(dmr, maskRow); upload(dmw, mask);
+  cuda::SamplingKernelParams p;
+  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.temperature = dtemp.get(); p.topP = d1.get(); p.topK = dk.get(); p.minP = d0.get();
+  p.repetitionPenalty = d1.get(); p.presencePenalty = d0.get(); p.frequencyPenalty = d0.get(); p.seed = dseed.get(); p.counter = dctr.get();
+  p.penaltyOffsets = doff.get(); p.penaltyTokens = dtok.get(); p.penaltyCounts = dcnt.get(); p.numTopLogprobs = 0;
+  p.biasOffsets = dbo.get(); p.biasTokens = dbt.get(); p.biasValues = dbv.get(); p.maskRow = dmr.get(); p.maskWords = dmw.get();
+  p.scratch = dscratch.reserve(static_cast<size_t>(rows) * V); p.tokens = dout.reserve(rows); p.logprobs = dlp.reserve(rows);
+  p.topTokens = dtt.reserve(1); p.topLogprobs = dtl.reserve(1);
+  cuda::sampleTokens(p, nullptr);
+  const auto tokens = download(dout, rows);
+  for (int r = 0; r < rows; ++r) {
+    SamplingParams sp;
+    sp.temperature = temp[static_cast<size_t>(r)];
+    sp.seed = 11;
+    SampleRequest req{&sp, nullptr, 5, {}};
+    if (maskRow[static_cast<size_t>(r)] >= 0) req.adjust.allowed = mask.data() + static_cast<size_t>(maskRow[static_cast<size_t>(r)]) * words;
+    req.adjust.biasTokens = biasTokens.data() + biasOffsets[static_cast<size_t>(r)];
+    req.adjust.biasValues = biasValues.data() + biasOffsets[static_cast<size_t>(r)];
+    req.adjust.numBias = biasOffsets[static_cast<size_t>(r) + 1] - biasOffsets[static_cast<size_t>(r)];
+    SampleResult ref;
+    cpu::SamplerScratch scratch;
+    cpu::sampleRow(&logits[static_cast<size_t>(r) * V], V, req, 0, ref, scratch);
+    EXPECT_MSG(tokens[static_cast<size_t>(r)] == ref.token, "row %d: %d on the GPU, %d on the CPU", r, tokens[static_cast<size_t>(r)], ref.token);
+    if (maskRow[static_cast<size_t>(r)] >= 0) {
+      const uint32_t* allowed = mask.data() + static_cast<size_t>(maskRow[static_cast<size_t>(r)]) * words;
+      EXPECT((allowed[tokens[static_cast<size_t>(r)] / 32] >> (tokens[static_cast<size_t>(r)] % 32)) & 1u);
+    }
+  }
+  EXPECT(tokens[1] == 5);  // +30 on token 5 makes it the greedy pick
+}
+
 TEST(temperature_sampling_follows_softmax) {
   const int V = 50, rows = 4096;
   auto one = randn(V, 1.5f);

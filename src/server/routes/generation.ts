@@ -88,7 +88,7 @@ async function sendSse(ctx: ServingContext, request: FastifyRequest, reply: Fast
 
 async function handle(ctx: ServingContext, request: FastifyRequest, reply: FastifyReply, prepared: Prepared, requestIdHeaders: boolean) {
   const given = request.headers["x-request-id"];
-  const run = new GenerationRun(ctx, prepared, request.id, requestIdHeaders && typeof given === "string" && given.length > 0 ? given : undefined);
+  const run = await GenerationRun.start(ctx, prepared, request.id, requestIdHeaders && typeof given === "string" && given.length > 0 ? given : undefined);
   if (prepared.stream) return sendSse(ctx, request, reply, run);
   const onClose = () => {
     if (!reply.raw.writableEnded) run.abort();

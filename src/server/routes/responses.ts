@@ -51,13 +51,17 @@ function chatBody(body: Body): Body {
   const truncation = optString(body, "truncation");
   if (truncation !== undefined && truncation !== "disabled") throw badRequest('truncation must be "disabled"', "truncation", "unsupported_parameter");
   const format = body.text === undefined || body.text === null ? undefined : asObject(asObject(body.text, "text").format ?? { type: "text" }, "text.format");
-  if (format && format.type !== "text") throw badRequest(`text.format ${JSON.stringify(format.type)} is not supported yet`, "text.format", "unsupported_parameter");
+  // text.format is response_format with the schema's fields inline.
+  let responseFormat: Body | undefined;
+  if (format?.type === "json_schema") responseFormat = { type: "json_schema", json_schema: { name: format.name, schema: format.schema, strict: format.strict } };
+  else if (format?.type === "json_object") responseFormat = { type: "json_object" };
+  else if (format && format.type !== "text") throw badRequest(`text.format must be "text", "json_object" or "json_schema", got ${JSON.stringify(format.type)}`, "text.format");
   optBool(body, "store");
   optBool(body, "parallel_tool_calls");
   return {
     model: body.model, messages: inputMessages(body.input, optString(body, "instructions")),
     max_tokens: optInt(body, "max_output_tokens", 1), temperature: optNumber(body, "temperature", 0), top_p: optNumber(body, "top_p"),
-    user: body.user,
+    user: body.user, ...(responseFormat ? { response_format: responseFormat } : {}),
   };
 }
 
@@ -146,7 +150,7 @@ export function registerResponsesRoute(app: FastifyInstance, ctx: ServingContext
     const body = asObject(request.body);
     const prepared = await prepareChat(ctx, chatBody(body));
     const wantsStream = optBool(body, "stream") ?? false;
-    const run = new GenerationRun(ctx, { ...prepared, stream: wantsStream, includeUsage: false }, request.id);
+    const run = await GenerationRun.start(ctx, { ...prepared, stream: wantsStream, includeUsage: false, continuousUsage: false }, request.id);
     const s: ResponseState = { id: `resp_${randomUUID().replace(/-/g, "")}`, itemId: `msg_${randomUUID().replace(/-/g, "")}`, createdAt: Math.floor(Date.now() / 1000), model: prepared.model, body };
     if (wantsStream) return stream(request, reply, run, s);
     const onClose = () => {

@@ -54,8 +54,11 @@ async function run(ctx: ServingContext, request: FastifyRequest, socket: WebSock
 export function registerStreamRoute(app: FastifyInstance, ctx: ServingContext): void {
   app.get("/v1/stream", { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
     const live = new Map<string, GenerationRun>();
+    // Requests still being prepared (tokenized, grammar compiled), and whether a cancel came for them.
+    const starting = new Map<string, boolean>();
     socket.on("message", async (data, isBinary) => {
       let id: string | null = null;
+      let cancelled = false;
       try {
         let msg: Record<string, unknown>;
         try {
@@ -69,17 +72,25 @@ export function registerStreamRoute(app: FastifyInstance, ctx: ServingContext): 
         const { type, id: _id, ...body } = msg;
         if (type === "cancel") {
           live.get(id)?.abort();
+          if (starting.has(id)) starting.set(id, true);
           return;
         }
         if (type !== "completion" && type !== "chat") throw badRequest(`type must be "completion", "chat" or "cancel", got ${JSON.stringify(type)}`, "type");
-        if (live.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
+        if (live.has(id) || starting.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
         // The body as the HTTP route takes it; the socket streams whatever `stream` says.
         const { stream: _stream, stream_options: streamOptions, ...rest } = body as Record<string, unknown>;
-        const includeUsage = typeof streamOptions === "object" && streamOptions !== null && (streamOptions as Record<string, unknown>).include_usage === true;
-        const prepared = type === "chat" ? await prepareChat(ctx, rest) : await prepareCompletion(ctx, rest);
-        if (live.has(id)) throw badRequest(`request ${id} is already running on this socket`, "id");
-        const gen = new GenerationRun(ctx, { ...prepared, stream: true, includeUsage }, `${request.id}-${id}`);
+        const so = typeof streamOptions === "object" && streamOptions !== null ? streamOptions as Record<string, unknown> : {};
+        starting.set(id, false);
+        let gen: GenerationRun;
+        try {
+          const prepared = type === "chat" ? await prepareChat(ctx, rest) : await prepareCompletion(ctx, rest);
+          gen = await GenerationRun.start(ctx, { ...prepared, stream: true, includeUsage: so.include_usage === true, continuousUsage: so.continuous_usage_stats === true }, `${request.id}-${id}`);
+        } finally {
+          cancelled = starting.get(id) === true;
+          starting.delete(id);
+        }
         live.set(id, gen);
+        if (cancelled || socket.readyState !== socket.OPEN) gen.abort();
         void run(ctx, request, socket, id, gen, live);
       } catch (err) {
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ type: "error", id, error: errorBody(err) }));
