@@ -22,8 +22,14 @@ double logSumExp(const float* x, int n, std::vector<float>& scratch) {
 void applyAdjust(const LogitAdjust& a, float* z, int vocab) {
   for (int i = 0; i < a.numBias; ++i) z[a.biasTokens[i]] += a.biasValues[i];
   if (!a.allowed) return;
-  for (int t = 0; t < vocab; ++t) {
-    if (!((a.allowed[t >> 5] >> (t & 31)) & 1u)) z[t] = -INFINITY;
+  // A word at a time: grammar masks are mostly all-allowed or all-banned words.
+  for (int w = 0; w * 32 < vocab; ++w) {
+    const uint32_t bits = a.allowed[w];
+    if (bits == 0xFFFFFFFFu) continue;
+    const int end = std::min(vocab, w * 32 + 32);
+    for (int t = w * 32; t < end; ++t) {
+      if (!((bits >> (t & 31)) & 1u)) z[t] = -INFINITY;
+    }
   }
 }
 
