@@ -14,6 +14,11 @@ struct StatRequest {
   enum class Kind {
     kCovariance,  // XᵀX over columns [colBegin, colEnd): [n, n]
     kRmsFit,      // per column j: sum x_j² / r and sum x_j² / r², r = sqrt(mean(x²) + eps) over the columns: [2, n]
+    // The columns RMS-normalized (no weight), u = x / r, against the same layer's attention input
+    // a (after input_layernorm) with a 1 appended: sum ã uᵀ [m + 1, n] over sum u uᵀ [n, n], so
+    // data is [m + 1 + n, n] (m: the attention input's width). What a least-squares refit of the
+    // projection after an RMSNorm needs.
+    kNormalizedMoments,
   };
   int layer = 0;
   std::string point;  // "attn_norm", "q", "k", "v", "kv_a", "attn_out", "mlp_norm"
@@ -44,6 +49,14 @@ class StatisticsCollector : public ActivationObserver {
  private:
   void accumulateCovariance(const StatRequest& r, StatResult& out, const float* x, int rows, int cols, int begin, int n);
   void accumulateRmsFit(const StatRequest& r, StatResult& out, const float* x, int rows, int cols, int begin, int n);
+  void accumulateNormalizedMoments(const StatRequest& r, StatResult& out, const float* x, int rows, int cols, int begin, int n);
+
+  // The last attention input seen per layer, for kNormalizedMoments requests: [rows, width].
+  struct Input {
+    std::vector<float> data;
+    int rows = 0, width = 0;
+  };
+  std::vector<Input> inputs_;
 
   std::vector<StatRequest> requests_;
   std::vector<StatResult> results_;

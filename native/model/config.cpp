@@ -159,24 +159,28 @@ void parseGqa(const Fields& f, ModelConfig& c) {
 
 void parseMla(const Fields& f, ModelConfig& c) {
   c.attention = AttentionKind::kMla;
-  c.qLoraRank = f.integerOr("q_lora_rank", 0);
-  c.kvLoraRank = f.integer("kv_lora_rank");
-  c.qkNopeHeadDim = f.integer("qk_nope_head_dim");
-  c.qkRopeHeadDim = f.integer("qk_rope_head_dim");
-  c.vHeadDim = f.integer("v_head_dim");
-  c.latentNorm = f.booleanOr("qk_latent_layernorm", true);
+  // A missing field takes the default of Hugging Face's DeepseekV3Config (null q_lora_rank: q_proj).
+  const Json* qLora = f.find("q_lora_rank");
+  c.qLoraRank = !qLora ? 1536 : qLora->isNull() ? 0 : f.integer("q_lora_rank");
+  c.kvLoraRank = f.integerOr("kv_lora_rank", 512);
+  c.qkNopeHeadDim = f.integerOr("qk_nope_head_dim", 128);
+  c.qkRopeHeadDim = f.integerOr("qk_rope_head_dim", 64);
+  c.vHeadDim = f.integerOr("v_head_dim", 128);
+  c.stockMla = f.find("qk_latent_layernorm") == nullptr;
+  c.latentNorm = c.stockMla || f.booleanOr("qk_latent_layernorm", true);
+  c.attentionBias = f.booleanOr("attention_bias", false);
   c.numKvHeads = c.numHeads;
   if (c.qkRopeHeadDim % 2 != 0) refuse("qk_rope_head_dim", std::to_string(c.qkRopeHeadDim), "must be even");
   if (c.kvLoraRank == 0) refuse("kv_lora_rank", "0", "must be positive");
   c.rope.dim = c.qkRopeHeadDim;
   c.rope.interleaved = f.booleanOr("rope_interleave", true);
   c.softmaxScale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.qkNopeHeadDim + c.qkRopeHeadDim)));
-  // Dense MLP in every layer only: MoE layers are refused.
-  const int experts = f.integerOr("n_routed_experts", 0);
-  const int firstDense = f.integerOr("first_k_dense_replace", c.numLayers);
-  if (experts > 0 && firstDense < c.numLayers) {
-    refuse("first_k_dense_replace", std::to_string(firstDense),
-           "mixture-of-experts layers are not supported; need first_k_dense_replace >= num_hidden_layers = " +
+  // Dense MLP in every layer only: layers from first_k_dense_replace on (Hugging Face's default: 3)
+  // are mixture-of-experts layers, which are refused.
+  const int firstDense = f.integerOr("first_k_dense_replace", 3);
+  if (firstDense < c.numLayers) {
+    refuse("first_k_dense_replace", f.find("first_k_dense_replace") ? std::to_string(firstDense) : "3 (the default)",
+           "layers from it on are mixture-of-experts layers, which are not supported; need first_k_dense_replace >= num_hidden_layers = " +
                std::to_string(c.numLayers));
   }
 }

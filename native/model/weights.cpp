@@ -66,24 +66,34 @@ void LoadedWeights::loadGqaAttention(const std::string& p, const ModelConfig& c,
   }
 }
 
+// A stock DeepSeek-V3 folder is read as Hugging Face builds the model: a bias only where HF makes
+// one (q_a, kv_a and o with attention_bias; never q_proj, q_b_proj, kv_b), a missing latent norm
+// as HF initialises it (ones). mla-serve's own format reads every bias it has.
 void LoadedWeights::loadMlaAttention(const std::string& p, const ModelConfig& c, LayerWeights& w) {
   const int qHead = c.qkNopeHeadDim + c.qkRopeHeadDim;
+  const bool biasModules = !c.stockMla || c.attentionBias;  // q_a, kv_a, o
+  const bool queryBias = !c.stockMla;                        // q_proj, q_b_proj
+  auto norm = [&](const std::string& name, int n) {
+    std::vector<float> v = vector(name, n, !c.stockMla);
+    if (v.empty()) v.assign(static_cast<size_t>(n), 1.0f);
+    return v;
+  };
   if (c.qLoraRank > 0) {
     w.qA = matrix(p + "q_a_proj.weight", c.qLoraRank, c.hiddenSize);
-    w.qABias = vector(p + "q_a_proj.bias", c.qLoraRank, false);
-    if (c.latentNorm) w.qANorm = vector(p + "q_a_layernorm.weight", c.qLoraRank);
+    if (biasModules) w.qABias = vector(p + "q_a_proj.bias", c.qLoraRank, false);
+    if (c.latentNorm) w.qANorm = norm(p + "q_a_layernorm.weight", c.qLoraRank);
     w.qB = matrix(p + "q_b_proj.weight", c.numHeads * qHead, c.qLoraRank);
-    w.qBias = vector(p + "q_b_proj.bias", c.numHeads * qHead, false);
+    if (queryBias) w.qBias = vector(p + "q_b_proj.bias", c.numHeads * qHead, false);
   } else {
     w.q = matrix(p + "q_proj.weight", c.numHeads * qHead, c.hiddenSize);
-    w.qBias = vector(p + "q_proj.bias", c.numHeads * qHead, false);
+    if (queryBias) w.qBias = vector(p + "q_proj.bias", c.numHeads * qHead, false);
   }
   w.kvA = matrix(p + "kv_a_proj_with_mqa.weight", c.kvLoraRank + c.qkRopeHeadDim, c.hiddenSize);
-  w.kvABias = vector(p + "kv_a_proj_with_mqa.bias", c.kvLoraRank + c.qkRopeHeadDim, false);
-  if (c.latentNorm) w.kvANorm = vector(p + "kv_a_layernorm.weight", c.kvLoraRank);
+  if (biasModules) w.kvABias = vector(p + "kv_a_proj_with_mqa.bias", c.kvLoraRank + c.qkRopeHeadDim, false);
+  if (c.latentNorm) w.kvANorm = norm(p + "kv_a_layernorm.weight", c.kvLoraRank);
   w.kvB = matrix(p + "kv_b_proj.weight", c.numHeads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank);
   w.o = matrix(p + "o_proj.weight", c.hiddenSize, c.numHeads * c.vHeadDim);
-  w.oBias = vector(p + "o_proj.bias", c.hiddenSize, false);
+  if (biasModules) w.oBias = vector(p + "o_proj.bias", c.hiddenSize, false);
 }
 
 std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, ModelConfig& c) {

@@ -213,7 +213,7 @@ Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// beginStatistics([{layer, point, kind: "covariance" | "rmsFit", columns?: [begin, end], eps?}])
+// beginStatistics([{layer, point, kind: "covariance" | "rmsFit" | "normalizedMoments", columns?: [begin, end], eps?}])
 Napi::Value EngineWrap::beginStatistics(const Napi::CallbackInfo& info) {
   requireIdle(info.Env(), "beginStatistics");
   if (info.Length() < 1 || !info[0].IsArray()) throwType(info.Env(), "requests must be an array");
@@ -229,7 +229,8 @@ Napi::Value EngineWrap::beginStatistics(const Napi::CallbackInfo& info) {
     const std::string kind = stringField(o, "kind", "covariance");
     if (kind == "covariance") r.kind = StatRequest::Kind::kCovariance;
     else if (kind == "rmsFit") r.kind = StatRequest::Kind::kRmsFit;
-    else throwType(info.Env(), "requests[" + std::to_string(i) + "].kind must be \"covariance\" or \"rmsFit\"");
+    else if (kind == "normalizedMoments") r.kind = StatRequest::Kind::kNormalizedMoments;
+    else throwType(info.Env(), "requests[" + std::to_string(i) + "].kind must be \"covariance\", \"rmsFit\" or \"normalizedMoments\"");
     r.eps = numberField(o, "eps", 1e-6);
     r.appendOne = boolField(o, "appendOne", false);
     Napi::Value cols = o.Get("columns");

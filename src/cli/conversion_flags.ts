@@ -2,6 +2,12 @@
 import type { ConvertOptions } from "../convert/options.js";
 import type { FlagSpec, FlagValues } from "./args.js";
 import { UsageError } from "./args.js";
+import { isTarget, TARGETS, type Target } from "../convert/targets.js";
+
+function parseTargetFlag(v: string): Target {
+  if (!isTarget(v)) throw new UsageError(`--target must be one of ${TARGETS.join(", ")}, got "${v}"`);
+  return v;
+}
 
 type Conversion = Omit<ConvertOptions, "model" | "out" | "force" | "threads" | "tokenWindows">;
 
@@ -19,7 +25,9 @@ export const CONVERSION_FLAGS: Record<string, FlagSpec> = {
   eval: { type: "string", help: "text file for the perplexity report" },
   "eval-seq": { type: "int", default: 256, help: "tokens per evaluation window" },
   "eval-max-chars": { type: "int", help: "evaluate only the first N characters of --eval" },
-  "latent-norm": { type: "boolean", default: false, help: "add kv_a_layernorm (and q_a_layernorm) fit on calibration data, as Hugging Face's DeepseekV3 expects" },
+  target: { type: "string", default: "hf", help: "whose loader the output is for: hf (Hugging Face DeepseekV3ForCausalLM), vllm, sglang, or mla-serve (norm-free, biases kept: mla-serve alone)" },
+  "latent-norm": { type: "boolean", default: false, help: "--target mla-serve: add kv_a_layernorm (and q_a_layernorm) too (the stock targets always have them)" },
+  "allow-cache-growth": { type: "boolean", default: false, help: "allow a target shape (vllm, sglang: 512 + 64) larger than the source's cache (the latent is zero-padded)" },
   exact: { type: "boolean", default: false, help: "write TransMLA's lossless first format (k_up_proj / v_up_proj) instead" },
   "cache-budget": { type: "int", help: "values cached per token per layer: search qk_rope_dim, freqfold and kv_lora_rank = budget - qk_rope_dim" },
   "kernel-shapes": { type: "boolean", default: false, help: "restrict --cache-budget to the shapes the CUDA decode kernel is built for" },
@@ -74,7 +82,9 @@ export function conversionFrom(v: FlagValues, seed: number): Conversion {
     eval: get<string | undefined>("eval") ?? null,
     evalSeq: get("eval-seq"),
     evalMaxChars: get<number | undefined>("eval-max-chars") ?? null,
+    target: parseTargetFlag(get<string>("target")),
     latentNorm: get("latent-norm"),
+    allowCacheGrowth: get("allow-cache-growth"),
     exact: get("exact"),
     cacheBudget: get<number | undefined>("cache-budget") ?? null,
     kernelShapes: get("kernel-shapes"),

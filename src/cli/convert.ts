@@ -33,7 +33,9 @@ export function printReport(rep: ConversionReport, write: (s: string) => void): 
   }
   if (rep.perplexity.evalFile) {
     write(`perplexity on ${rep.perplexity.evalFile} (${rep.perplexity.windows} windows of ${rep.perplexity.seq}): ` +
-      `original ${f(rep.perplexity.original)}, partial RoPE ${f(rep.perplexity.partialRope)}, final ${f(rep.perplexity.final)}\n`);
+      `original ${f(rep.perplexity.original)}, partial RoPE ${f(rep.perplexity.partialRope)}` +
+      `${rep.perplexity.normFree !== null ? `, norm-free MLA ${f(rep.perplexity.normFree)}` : ""}, final ${f(rep.perplexity.final)}` +
+      `${rep.target.name !== "mla-serve" ? ` (for ${rep.target.name})` : ""}\n`);
   }
   for (const w of rep.warnings) write(`warning: ${w}\n`);
   write(`time: ${Object.entries(rep.seconds).map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(", ")}\n`);

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// mla-serve: serve | generate | convert | ppl | bench | prepare
+// mla-serve: serve | generate | convert | ppl | bench | prepare | check-compat
 import { packageVersion } from "../paths.js";
 import { UsageError } from "./args.js";
 import { benchCommand } from "./bench.js";
+import { checkCompatCommand } from "./check_compat.js";
 import { convertCommand } from "./convert.js";
 import { generateCommand } from "./generate.js";
 import { pplCommand } from "./ppl.js";
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   ppl: pplCommand,
   convert: convertCommand,
   prepare: prepareCommand,
+  "check-compat": checkCompatCommand,
 };
 
 const HELP = `usage: mla-serve <command> [options]
@@ -27,6 +29,7 @@ commands:
   ppl        perplexity of a model on a text file
   bench      benchmark a model
   prepare    convert a model into the cache if needed (--as-mla, the default model) and print its folder
+  check-compat  list why Hugging Face, vLLM, SGLang or mla-serve would not compute a folder as mla-serve does
 
 Run mla-serve <command> --help for a command's options; mla-serve --version prints the version.`;
 

@@ -22,6 +22,8 @@ export function modelFlags(): Record<string, FlagSpec> {
 /** --as-mla options from flags, the split's defaults following the source's shape. */
 function asMlaOptions(v: FlagValues, source: string): AsMlaOptions {
   const o: AsMlaOptions = { ...conversionFrom(v, (v["calib-seed"] as number | undefined) ?? 42), threads: v.threads as number | undefined };
+  // Served here: mla-serve's own format (norm-free latents, every bias) unless a target is asked for.
+  if (v.target === undefined) o.target = "mla-serve";
   if (!o.calib) o.calib = bundledCalibrationText();
   if ((v["kv-lora-rank"] === undefined || v["qk-rope-dim"] === undefined) && o.cacheBudget === null && !o.exact) {
     const split = defaultSplit(sourceShape(new Checkpoint(source)), v["qk-rope-dim"] as number | undefined);

@@ -12,9 +12,10 @@ import { mlaConfig, type MlaShape } from "./configs.js";
 import { addMlaLayer, type LatentNorms } from "./layer_tensors.js";
 import { congruence, eigh, Mat } from "./matrix.js";
 import { balanceRatio, buildMlaLayer, latentParts, type MlaLayer } from "./mla_layer.js";
-import { plan, type ConvertOptions, type Plan } from "./options.js";
+import { checkOptions, plan, type ConvertOptions, type Plan } from "./options.js";
 import { foldRotations, mlaLatentMap, type RopeShape } from "./rorope.js";
 import { readAttention, sourceShape, type SourceShape } from "./source.js";
+import { isStock, TARGET_RULES } from "./targets.js";
 import { isAttentionInput, keptSourceTensors, writeOverlay, type NewTensors } from "./writer.js";
 
 /** How each token's cache is split: RoPE dims, frequencies pooled per PCA, latent rank. */
@@ -39,6 +40,14 @@ export interface LayerStats {
   retainedEnergy: number;
 }
 
+/** `m` with zero columns appended up to `cols` (a latent wider than the source's: --allow-cache-growth). */
+function padColumns(m: Mat, cols: number): Mat {
+  if (m.cols >= cols) return m;
+  const out = new Mat(m.rows, cols);
+  for (let i = 0; i < m.rows; ++i) out.row(i).set(m.row(i));
+  return out;
+}
+
 export class Conversion {
   readonly ckpt: Checkpoint;
   readonly s: SourceShape;
@@ -52,6 +61,7 @@ export class Conversion {
   constructor(readonly o: ConvertOptions, readonly r: Reporter) {
     this.ckpt = new Checkpoint(o.model);
     this.s = sourceShape(this.ckpt);
+    checkOptions(o, this.s); // the target and the split first: they say most about what to pass instead
     const needsText = !o.tokenWindows && (!o.exact || o.eval !== null);
     if (needsText && !existsSync(path.join(o.model, "tokenizer.json"))) {
       throw new Error(`${o.model} has no tokenizer.json: calibration and evaluation text need one`);
@@ -136,26 +146,46 @@ export class Conversion {
       const sxx = sigma.rowsRange(0, s.hidden).colsRange(0, s.hidden); // the weight part; the bias is added exactly
       query = { basis: (await eigh(await congruence(a.wq, sxx))).vectors.colsRange(0, o.qLoraRank) };
     }
-    const layer = await buildMlaLayer(a, s, map, R, parts, vectors.colsRange(0, split.kvLoraRank), query);
+    const layer = await buildMlaLayer(a, s, map, R, parts, padColumns(vectors.colsRange(0, Math.min(split.kvLoraRank, vectors.cols)), split.kvLoraRank), query);
     return { layer, stats: { balanceRatio: ratio, retainedEnergy: total > 0 ? kept / total : 1 } };
   }
 
-  /** The config shape of a split's final model, or of its partial-RoPE model (full rank, no query compression). */
-  mlaShape(split: Split, partial: boolean): MlaShape {
-    return partial
-      ? { kvLoraRank: this.maxRank(split.ropeDim), ropeDim: split.ropeDim, qLoraRank: null, latentNorm: false }
-      : { kvLoraRank: split.kvLoraRank, ropeDim: split.ropeDim, qLoraRank: this.o.qLoraRank, latentNorm: this.o.latentNorm };
+  /**
+   * The config shape of a split's final model (for the target), of its norm-free form (mla-serve's
+   * format: what the stock form is fit from), or of its partial-RoPE model (full rank, no query
+   * compression).
+   */
+  mlaShape(split: Split, form: "partial" | "norm-free" | "final"): MlaShape {
+    if (form === "partial") return { kvLoraRank: this.maxRank(split.ropeDim), ropeDim: split.ropeDim, qLoraRank: null, latentNorm: false, target: "mla-serve", attentionBias: this.s.hasBias };
+    const base = { kvLoraRank: split.kvLoraRank, ropeDim: split.ropeDim, qLoraRank: this.o.qLoraRank };
+    if (form === "norm-free" || this.o.target === "mla-serve") {
+      return { ...base, latentNorm: form === "final" && this.o.latentNorm, target: "mla-serve", attentionBias: this.s.hasBias };
+    }
+    return { ...base, latentNorm: true, target: this.o.target, attentionBias: this.keepsKvABias() };
   }
 
-  mlaTensors(layers: MlaLayer[], norms?: LatentNorms[]): NewTensors {
+  /** The stock target keeps kv_a_proj_with_mqa's bias (Hugging Face, with attention_bias); others drop it. */
+  keepsKvABias(): boolean {
+    const biases = TARGET_RULES[this.o.target].biases;
+    return this.s.hasBias && (biases === null || biases.includes("kv_a"));
+  }
+
+  mlaTensors(shape: MlaShape, layers: MlaLayer[], norms?: LatentNorms[]): NewTensors {
     const t: NewTensors = new Map();
-    layers.forEach((m, l) => addMlaLayer(t, l, m, this.s, this.p.dtype, norms?.[l]));
+    const stock = isStock(shape.target);
+    const bias = { query: !stock && this.s.hasBias, kvA: stock ? shape.attentionBias : this.s.hasBias };
+    layers.forEach((m, l) => addMlaLayer(t, l, m, bias, this.p.dtype, norms?.[l]));
+    // vLLM and SGLang never tie lm_head: a tied source's embeddings are written as lm_head too.
+    if (TARGET_RULES[shape.target].needsLmHead && !this.ckpt.has("lm_head.weight")) {
+      const e = this.ckpt.entry("model.embed_tokens.weight");
+      t.set("lm_head.weight", { dtype: e.dtype, shape: e.shape, data: () => this.ckpt.raw("model.embed_tokens.weight") });
+    }
     return t;
   }
 
   overlay(name: string, shape: MlaShape, layers: MlaLayer[], norms?: LatentNorms[]): string {
     const dir = path.join(this.work, name);
-    writeOverlay(dir, this.ckpt, mlaConfig(this.ckpt.config, this.s, shape, this.p.dtype, {}), this.mlaTensors(layers, norms), this.kept);
+    writeOverlay(dir, this.ckpt, mlaConfig(this.ckpt.config, this.s, shape, this.p.dtype, {}), this.mlaTensors(shape, layers, norms), this.kept);
     return dir;
   }
 }

@@ -10,20 +10,26 @@ export interface LatentNorms {
   qA?: Float64Array; // [q_lora]
 }
 
+/** Which biases a layer's tensors carry (the target's loader reads them). */
+export interface LayerBiases {
+  query: boolean; // q_proj.bias / q_b_proj.bias (mla-serve only)
+  kvA: boolean; // kv_a_proj_with_mqa.bias
+}
+
 /** Adds layer `l`'s MLA tensors (DeepSeek-V3 names) to `out`. */
-export function addMlaLayer(out: NewTensors, l: number, m: MlaLayer, s: SourceShape, dtype: DType, norms?: LatentNorms): void {
+export function addMlaLayer(out: NewTensors, l: number, m: MlaLayer, bias: LayerBiases, dtype: DType, norms?: LatentNorms): void {
   const p = `model.layers.${l}.self_attn.`;
   if (m.q) {
     out.set(p + "q_proj.weight", fromMat(m.q, dtype));
-    if (s.hasBias) out.set(p + "q_proj.bias", fromVector(m.qBias, dtype));
+    if (bias.query) out.set(p + "q_proj.bias", fromVector(m.qBias, dtype));
   } else {
     out.set(p + "q_a_proj.weight", fromMat(m.qA!, dtype));
     out.set(p + "q_b_proj.weight", fromMat(m.qB!, dtype));
-    if (s.hasBias) out.set(p + "q_b_proj.bias", fromVector(m.qBias, dtype));
+    if (bias.query) out.set(p + "q_b_proj.bias", fromVector(m.qBias, dtype));
     if (norms?.qA) out.set(p + "q_a_layernorm.weight", fromVector(norms.qA, dtype));
   }
   out.set(p + "kv_a_proj_with_mqa.weight", fromMat(m.kvA, dtype));
-  if (s.hasBias) out.set(p + "kv_a_proj_with_mqa.bias", fromVector(m.kvABias, dtype));
+  if (bias.kvA) out.set(p + "kv_a_proj_with_mqa.bias", fromVector(m.kvABias, dtype));
   if (norms) out.set(p + "kv_a_layernorm.weight", fromVector(norms.kvA, dtype));
   out.set(p + "kv_b_proj.weight", fromMat(m.kvB, dtype));
 }

@@ -43,7 +43,7 @@ function ropeBlock(map: Mat, ropeDim: number, g: number, D: number): Mat {
 }
 
 /** The query side: [W_q,h ; T_rope,block W_q,h] per head, scaled; returns weight rows and bias. */
-async function queryRows(wq: Mat, bq: Float64Array, s: SourceShape, map: Mat, ropeDim: number): Promise<{ w: Mat; b: Float64Array }> {
+export async function queryRows(wq: Mat, bq: Float64Array, s: SourceShape, map: Mat, ropeDim: number): Promise<{ w: Mat; b: Float64Array }> {
   const D = s.headDim, group = s.numHeads / s.numKvHeads;
   const scale = Math.sqrt((D + ropeDim) / D);
   const rows: Mat[] = [];
@@ -59,7 +59,7 @@ async function queryRows(wq: Mat, bq: Float64Array, s: SourceShape, map: Mat, ro
 }
 
 /** kv_b before the basis: [H*2D, Lk - R + Lk]. */
-function kvBFull(s: SourceShape, map: Mat, ropeDim: number, ratio: number): Mat {
+export function kvBFull(s: SourceShape, map: Mat, ropeDim: number, ratio: number): Mat {
   const D = s.headDim, Lk = s.latent, group = s.numHeads / s.numKvHeads, nope = Lk - ropeDim;
   const out = new Mat(s.numHeads * 2 * D, nope + Lk);
   for (let h = 0; h < s.numHeads; ++h) {

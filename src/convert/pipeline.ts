@@ -8,7 +8,11 @@ import { mlaConfig, v1Config } from "./configs.js";
 import { Conversion, type LayerStats, type Reporter } from "./conversion.js";
 import type { ConvertOptions } from "./options.js";
 import { searchBudget, searchFreqfold, type BudgetRow } from "./search.js";
+import { checkCompat } from "./compat.js";
+import type { LatentNorms } from "./layer_tensors.js";
 import { buildFinal, buildPartial, fitLatentNorms, type FinalModel, type PartialModel } from "./stages.js";
+import { stockModel, type StockReport } from "./stock.js";
+import { isStock, TARGET_RULES, type Target } from "./targets.js";
 import { v1Tensors } from "./v1.js";
 import { writeModel, writeOverlay } from "./writer.js";
 
@@ -20,7 +24,10 @@ export interface ConversionReport {
     dir: string; format: "deepseek_v3" | "transmla_v1"; dtype: string; kvLoraRank: number | null; qkRopeDim: number | null; qLoraRank: number | null;
     freqfold: number | null; collapse: number | null; latentNorm: boolean; kvCacheValuesPerToken: number; kvCacheBytesPerToken: number; compression: number;
   };
-  perplexity: { evalFile: string | null; seq: number; windows: number; original: number | null; partialRope: number | null; final: number | null };
+  /** final: the written model; normFree: the same split before the stock form (latent norms, biases as the target takes them). */
+  perplexity: { evalFile: string | null; seq: number; windows: number; original: number | null; partialRope: number | null; normFree: number | null; final: number | null };
+  /** The loader the output is for, what the stock form did, and check-compat's verdict on the output. */
+  target: { name: Target; stock: StockReport | null; compatible: boolean };
   freqfoldSearch: { freqfold: number; perplexity: number }[];
   /** --cache-budget: every split tried, scored on held-out calibration windows. */
   budgetSearch: { budget: number; kernelShapesOnly: boolean; rows: BudgetRow[] } | null;
@@ -55,8 +62,18 @@ function sourceWarnings(c: Conversion): string[] {
   if (!c.o.exact && typeof window === "number" && window > 0 && window < Number(cfg.max_position_embeddings ?? Infinity)) {
     out.push(`the source attends within a sliding window of ${window} tokens; the MLA model attends to the whole context`);
   }
-  if (!c.o.exact && c.s.hasBias) {
-    out.push("the source has q/k/v biases: the MLA model keeps a query bias (q_proj or q_b_proj), which mla-serve and TransMLA's code read but Hugging Face's DeepseekV3ForCausalLM does not");
+  if (!c.o.exact && c.s.hasBias && c.o.target === "mla-serve") {
+    out.push("the source has q/k/v biases: the MLA model keeps a query bias (q_proj or q_b_proj), which mla-serve and TransMLA's code read but no stock loader does (convert with --target hf, vllm or sglang for them)");
+  }
+  if (!c.o.exact && c.s.hasBias && isStock(c.o.target)) {
+    out.push(`the source has q/k/v biases: ${TARGET_RULES[c.o.target].name} builds no query bias` +
+      (c.keepsKvABias() ? "" : " and no kv_a bias") + ": they are folded into the weights by least squares (see target.stock.carried, and perplexity normFree vs final)");
+  }
+  if (!c.o.exact && c.o.cacheBudget === null && c.o.kvLoraRank + c.o.qkRopeDim > 2 * c.s.latent) {
+    out.push(`the target's shape caches ${c.o.kvLoraRank + c.o.qkRopeDim} values per token per layer, more than the source's ${2 * c.s.latent} (--allow-cache-growth: the latent is zero-padded)`);
+  }
+  if (isStock(c.o.target) && TARGET_RULES[c.o.target].needsLmHead && c.s.tied) {
+    out.push("the source ties lm_head to the embeddings: lm_head.weight is written as a copy (the target never ties it)");
   }
   return out;
 }
@@ -68,7 +85,8 @@ async function run(c: Conversion): Promise<ConversionReport> {
   const report: ConversionReport = {
     source: { dir: o.model, modelType: s.modelType, layers: s.numLayers, heads: s.numHeads, kvHeads: s.numKvHeads, headDim: s.headDim, kvCacheValuesPerToken: srcValues, kvCacheBytesPerToken: srcValues * DTYPE_BYTES[p.dtype] },
     output: { dir: o.out, format: "deepseek_v3", dtype: p.dtype, kvLoraRank: null, qkRopeDim: null, qLoraRank: null, freqfold: null, collapse: null, latentNorm: false, kvCacheValuesPerToken: 0, kvCacheBytesPerToken: 0, compression: 1 },
-    perplexity: { evalFile: o.eval, seq: o.evalSeq, windows: p.evalWindows?.length ?? 0, original, partialRope: null, final: null },
+    perplexity: { evalFile: o.eval, seq: o.evalSeq, windows: p.evalWindows?.length ?? 0, original, partialRope: null, normFree: null, final: null },
+    target: { name: o.target, stock: null, compatible: false },
     freqfoldSearch: [],
     budgetSearch: null,
     layers: [],
@@ -95,18 +113,31 @@ async function run(c: Conversion): Promise<ConversionReport> {
   report.perplexity.partialRope = await c.timed("perplexity", () => c.perplexity("partial RoPE", partial.dir, p.evalWindows));
   final ??= await buildFinal(c, partial);
   report.layers = final.stats;
-  const norms = o.latentNorm ? await c.timed("latent norm", () => fitLatentNorms(c, final!)) : undefined;
-
   const { split } = final;
-  const shape = c.mlaShape(split, false);
-  report.perplexity.final = await c.timed("perplexity", () => c.perplexity("MLA", c.overlay("final", shape, final!.layers, norms), p.evalWindows));
+  const shape = c.mlaShape(split, "final");
+  let layers = final.layers;
+  let norms: LatentNorms[] | undefined;
+  if (isStock(o.target)) {
+    report.perplexity.normFree = await c.timed("perplexity", () => c.perplexity("MLA, norm-free", c.overlay("norm-free", c.mlaShape(split, "norm-free"), final!.layers), p.evalWindows));
+    const stock = await c.timed("stock form", () => stockModel(c, final!));
+    ({ layers, norms } = stock);
+    report.target.stock = stock.report;
+  } else if (o.latentNorm) {
+    norms = await c.timed("latent norm", () => fitLatentNorms(c, final!));
+  }
+  const finalDir = c.overlay("final", shape, layers, norms);
+  report.perplexity.final = await c.timed("perplexity", () => c.perplexity(isStock(o.target) ? `MLA for ${o.target}` : "MLA", finalDir, p.evalWindows));
+  // The output must pass check-compat for its target, or nothing is written.
+  const problems = checkCompat(finalDir, o.target);
+  if (problems.length) throw new Error(`the converted model would not load in ${TARGET_RULES[o.target].name} as converted (a bug): ${problems.join("; ")}`);
+  report.target.compatible = true;
   const outValues = s.numLayers * (split.kvLoraRank + split.ropeDim);
   Object.assign(report.output, {
     kvLoraRank: split.kvLoraRank, qkRopeDim: split.ropeDim, qLoraRank: o.qLoraRank, freqfold: split.freqfold, collapse: s.headDim / split.ropeDim,
-    latentNorm: o.latentNorm, kvCacheValuesPerToken: outValues, kvCacheBytesPerToken: outValues * DTYPE_BYTES[p.dtype], compression: srcValues / outValues,
+    latentNorm: shape.latentNorm, kvCacheValuesPerToken: outValues, kvCacheBytesPerToken: outValues * DTYPE_BYTES[p.dtype], compression: srcValues / outValues,
   });
   const config = mlaConfig(c.ckpt.config, s, shape, p.dtype, provenance(o, split.freqfold));
-  await c.timed("write", async () => writeModel(o.out, c.ckpt, config, c.mlaTensors(final!.layers, norms), c.kept, { "conversion-report.json": JSON.stringify(report, null, 2) + "\n" }));
+  await c.timed("write", async () => writeModel(o.out, c.ckpt, config, c.mlaTensors(shape, layers, norms), c.kept, { "conversion-report.json": JSON.stringify(report, null, 2) + "\n" }));
   return report;
 }
 
@@ -118,6 +149,7 @@ async function exact(c: Conversion, report: ConversionReport): Promise<Conversio
   const dir = path.join(c.work, "exact");
   writeOverlay(dir, c.ckpt, config, tensors, c.kept);
   report.perplexity.final = await c.timed("perplexity", () => c.perplexity("exact (TransMLA v1)", dir, p.evalWindows));
+  report.target.compatible = checkCompat(dir, "mla-serve").length === 0;
   Object.assign(report.output, {
     format: "transmla_v1", kvCacheValuesPerToken: report.source.kvCacheValuesPerToken, kvCacheBytesPerToken: report.source.kvCacheValuesPerToken * DTYPE_BYTES[p.dtype], compression: 1,
   });

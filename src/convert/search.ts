@@ -77,7 +77,7 @@ export async function searchBudget(c: Conversion, budget: number, sigma: Mat[], 
   let best: { final: FinalModel; partial: PartialModel; score: number } | undefined;
   for (const { partial, row } of bestByRope.values()) {
     const final = await buildFinal(c, partial);
-    const dir = c.overlay(`budget-final-r${row.qkRopeDim}`, c.mlaShape(final.split, false), final.layers);
+    const dir = c.overlay(`budget-final-r${row.qkRopeDim}`, c.mlaShape(final.split, "norm-free"), final.layers);
     row.finalPerplexity = await score(c, `rope ${row.qkRopeDim} rank ${row.kvLoraRank} (held-out)`, dir);
     if (!best || row.finalPerplexity < best.score) best = { final, partial, score: row.finalPerplexity };
   }

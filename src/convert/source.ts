@@ -1,6 +1,7 @@
 // The GQA/MHA model a conversion starts from: its shape, read from config.json and checked.
 import type { Checkpoint } from "../model/checkpoint.js";
 import { Mat } from "./matrix.js";
+import { ropeScalingType } from "./targets.js";
 
 export interface SourceShape {
   modelType: string;
@@ -12,6 +13,10 @@ export interface SourceShape {
   /** Latent width of K (and of V): Hkv * D. */
   latent: number;
   hasBias: boolean;
+  /** rope_scaling's type (null: none). */
+  ropeScaling: string | null;
+  /** lm_head is the embedding matrix (tie_word_embeddings, or no lm_head.weight). */
+  tied: boolean;
 }
 
 const SUPPORTED = ["llama", "mistral", "qwen2"];
@@ -41,6 +46,7 @@ export function sourceShape(ckpt: Checkpoint): SourceShape {
   return {
     modelType: type, hidden, numLayers: num("num_hidden_layers"), numHeads, numKvHeads, headDim,
     latent: numKvHeads * headDim, hasBias: ckpt.has("model.layers.0.self_attn.k_proj.bias"),
+    ropeScaling: ropeScalingType(c), tied: c.tie_word_embeddings === true || !ckpt.has("lm_head.weight"),
   };
 }
 

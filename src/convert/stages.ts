@@ -17,7 +17,7 @@ export interface PartialModel {
 export async function buildPartial(c: Conversion, split: Split, sigmaOriginal: Mat[]): Promise<PartialModel> {
   const maps = await c.timed("rorope", () => Promise.all(c.layers.map((l) => c.latentMap(l, sigmaOriginal[l]!, split))));
   const layers = await c.timed("rorope", () => Promise.all(c.layers.map((l) => c.partialLayer(l, maps[l]!, split))));
-  const dir = c.overlay(`partial-r${split.ropeDim}-f${split.freqfold}`, c.mlaShape(split, true), layers);
+  const dir = c.overlay(`partial-r${split.ropeDim}-f${split.freqfold}`, c.mlaShape(split, "partial"), layers);
   return { split, maps, layers, dir };
 }
 
@@ -25,6 +25,7 @@ export interface FinalModel {
   split: Split;
   layers: MlaLayer[];
   stats: LayerStats[];
+  maps: Mat[]; // per layer: the RoRoPE latent map the layer was built with
 }
 
 /**
@@ -45,25 +46,27 @@ export async function buildFinal(c: Conversion, partial: PartialModel): Promise<
       stats.push(f.stats);
       bar.update(l + 1);
     }
-    return { split, layers, stats };
+    return { split, layers, stats, maps: partial.maps };
   }
+  const maps: Mat[] = [];
   for (const l of c.layers) {
     // Layers from l on are never reached by this pass (it stops at layer l's attention input).
     const stand = c.layers.map((j) => layers[j] ?? zeroMlaLayer(c.s, split.kvLoraRank, split.ropeDim, c.o.qLoraRank));
-    const dir = c.overlay(`sequential-${l}`, { ...c.mlaShape(split, false), latentNorm: false }, stand);
+    const dir = c.overlay(`sequential-${l}`, c.mlaShape(split, "norm-free"), stand);
     const [sigma] = await c.timed("calibration", () => c.attentionInputs(`layer ${l + 1}/${c.layers.length}`, dir, [l]));
     const map = await c.timed("rorope", () => c.latentMap(l, sigma!, split));
     const f = await c.timed("bkv-pca", () => c.finalLayer(l, sigma!, map, split));
     layers.push(f.layer);
     stats.push(f.stats);
+    maps.push(map);
   }
-  return { split, layers, stats };
+  return { split, layers, stats, maps };
 }
 
 /** RMSNorm weights for the latents, fit on the converted model's own activations. */
 export async function fitLatentNorms(c: Conversion, final: FinalModel): Promise<LatentNorms[]> {
   const { o } = c;
-  const dir = c.overlay("before-norm", { ...c.mlaShape(final.split, false), latentNorm: false }, final.layers);
+  const dir = c.overlay("before-norm", c.mlaShape(final.split, "norm-free"), final.layers);
   const requests = [];
   for (const l of c.layers) {
     requests.push({ layer: l, point: "kv_a", columns: [0, final.split.kvLoraRank] as [number, number], eps: 1e-6 });

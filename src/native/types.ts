@@ -107,8 +107,12 @@ export interface StatisticRequest {
   layer: number;
   /** "attn_norm" (attention input), "q", "k", "v", "kv_a", "q_a", "attn_out", "mlp_norm". */
   point: string;
-  /** "covariance": XᵀX [n, n]; "rmsFit": per column, sum x²/r and sum x²/r² [2, n]. */
-  kind?: "covariance" | "rmsFit";
+  /**
+   * "covariance": XᵀX [n, n]; "rmsFit": per column, sum x²/r and sum x²/r² [2, n];
+   * "normalizedMoments": u = x / rms(x) against the layer's attention input a with a 1 appended:
+   * sum ã uᵀ [m + 1, n] then sum u uᵀ [n, n], as [m + 1 + n, n] (m: hidden size).
+   */
+  kind?: "covariance" | "rmsFit" | "normalizedMoments";
   /** Columns [begin, end) of the activation; default all. */
   columns?: [number, number];
   /** Covariance with a constant 1 column appended: [n + 1, n + 1]. */

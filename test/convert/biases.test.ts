@@ -25,7 +25,7 @@ function options(out: string, kvLoraRank: number): ConvertOptions {
   return {
     model: REFERENCE_MODELS["random-qwen2"]!, out: path.join(work, out), force: true, kvLoraRank, qkRopeDim: 16, qLoraRank: null,
     freqfold: 2, balanceKvRatio: 1, calib: "", calibSamples: 8, calibSeq: 64, searchSamples: 0, eval: null, evalSeq: 64, evalMaxChars: null,
-    latentNorm: false, exact: false, sequential: false, cacheBudget: null, kernelShapes: false, dtype: "float32", seed: 1,
+    target: "mla-serve", latentNorm: false, allowCacheGrowth: false, exact: false, sequential: false, cacheBudget: null, kernelShapes: false, dtype: "float32", seed: 1,
     tokenWindows: { calib: windows(8, 64, 3), eval: windows(6, 64, 99) },
   };
 }

@@ -18,7 +18,7 @@ function options(out: string, extra: Partial<ConvertOptions>): ConvertOptions {
   return {
     model: BUNDLED_GQA, out: path.join(work, out), force: true, kvLoraRank: 64, qkRopeDim: 32, qLoraRank: null, freqfold: 2,
     balanceKvRatio: 1, calib: CALIB_TEXT, calibSamples: 8, calibSeq: 128, searchSamples: 6,
-    eval: HELDOUT_8K, evalSeq: 128, evalMaxChars: null, latentNorm: false, exact: false,
+    eval: HELDOUT_8K, evalSeq: 128, evalMaxChars: null, target: "mla-serve", latentNorm: false, allowCacheGrowth: false, exact: false,
     sequential: false, cacheBudget: 96, kernelShapes: false, dtype: "float32", seed: 3, ...extra,
   };
 }

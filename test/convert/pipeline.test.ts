@@ -22,7 +22,7 @@ function options(out: string, extra: Partial<ConvertOptions>): ConvertOptions {
   return {
     model: BUNDLED_GQA, out: path.join(work, out), force: true, kvLoraRank: 64, qkRopeDim: 32, qLoraRank: null, freqfold: 2,
     balanceKvRatio: 1, calib: CALIB, calibSamples: 16, calibSeq: 256, searchSamples: 8, eval: EVAL, evalSeq: 128, evalMaxChars: null,
-    latentNorm: false, exact: false, sequential: false, cacheBudget: null, kernelShapes: false, dtype: "float32", seed: 7, ...extra,
+    target: "mla-serve", latentNorm: false, allowCacheGrowth: false, exact: false, sequential: false, cacheBudget: null, kernelShapes: false, dtype: "float32", seed: 7, ...extra,
   };
 }
 
@@ -70,12 +70,12 @@ describe("convert", () => {
     model.engine.dispose();
   });
 
-  it("--latent-norm and --q-lora-rank write what Hugging Face's DeepseekV3ForCausalLM loads", async () => {
-    const rep = await convert(options("hf", { latentNorm: true, qLoraRank: 96 }), quiet);
+  it("--target hf with --q-lora-rank writes what Hugging Face's DeepseekV3ForCausalLM loads", async () => {
+    const rep = await convert(options("hf", { target: "hf", qLoraRank: 96 }), quiet);
     const dir = rep.output.dir;
     const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8"));
     assert.equal(config.q_lora_rank, 96);
-    assert.notEqual(config.qk_latent_layernorm, false);
+    assert.equal("qk_latent_layernorm" in config, false);
     const names = [...new Checkpoint(dir).tensors.keys()].filter((n) => n.startsWith("model.layers.0.self_attn.")).map((n) => n.slice(25)).sort();
     assert.deepEqual(names, ["kv_a_layernorm.weight", "kv_a_proj_with_mqa.weight", "kv_b_proj.weight", "o_proj.weight", "q_a_layernorm.weight", "q_a_proj.weight", "q_b_proj.weight"]);
     assert.ok(Number.isFinite(rep.perplexity.final) && rep.perplexity.final! < 2 * rep.perplexity.original!);

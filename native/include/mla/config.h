@@ -53,7 +53,13 @@ struct ModelConfig {
   int qkNopeHeadDim = 0;
   int qkRopeHeadDim = 0;
   int vHeadDim = 0;
-  bool latentNorm = true;  // q_a_layernorm / kv_a_layernorm present (qk_latent_layernorm)
+  bool latentNorm = true;  // q_a_layernorm / kv_a_layernorm applied (qk_latent_layernorm)
+  // Stock DeepSeek-V3 folder (no qk_latent_layernorm field): computed as Hugging Face's
+  // DeepseekV3ForCausalLM computes it: latent norms always (ones where a tensor is missing), biases
+  // only on the modules HF builds with attention_bias (q_a, kv_a, o), none on q_proj / q_b_proj.
+  // Otherwise mla-serve's own format: norms as qk_latent_layernorm says, every bias present read.
+  bool stockMla = false;
+  bool attentionBias = false;  // attention_bias (stock folders)
 
   float softmaxScale = 1.0f;  // applied to q·k
   RopeConfig rope;
