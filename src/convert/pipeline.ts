@@ -69,9 +69,6 @@ function sourceWarnings(c: Conversion): string[] {
     out.push(`the source has q/k/v biases: ${TARGET_RULES[c.o.target].name} builds no query bias` +
       (c.keepsKvABias() ? "" : " and no kv_a bias") + ": they are folded into the weights by least squares (see target.stock.carried, and perplexity normFree vs final)");
   }
-  if (!c.o.exact && c.o.cacheBudget === null && c.o.kvLoraRank + c.o.qkRopeDim > 2 * c.s.latent) {
-    out.push(`the target's shape caches ${c.o.kvLoraRank + c.o.qkRopeDim} values per token per layer, more than the source's ${2 * c.s.latent} (--allow-cache-growth: the latent is zero-padded)`);
-  }
   if (isStock(c.o.target) && TARGET_RULES[c.o.target].needsLmHead && c.s.tied) {
     out.push("the source ties lm_head to the embeddings: lm_head.weight is written as a copy (the target never ties it)");
   }
@@ -100,9 +97,12 @@ async function run(c: Conversion): Promise<ConversionReport> {
   let partial: PartialModel;
   let final: FinalModel | undefined;
   if (o.cacheBudget !== null) {
-    const found = await searchBudget(c, o.cacheBudget, sigma, p.kernelShapes);
+    // A target with a list of shapes spends the largest of them the budget holds.
+    const splits = TARGET_RULES[o.target].splits;
+    const budget = splits ? Math.max(...splits.map(([r, R]) => r + R).filter((v) => v <= o.cacheBudget!)) : o.cacheBudget;
+    const found = await searchBudget(c, budget, sigma, p.kernelShapes);
     ({ partial, final } = found);
-    report.budgetSearch = { budget: o.cacheBudget, kernelShapesOnly: p.kernelShapes !== null, rows: found.table };
+    report.budgetSearch = { budget, kernelShapesOnly: o.kernelShapes, rows: found.table };
   } else if (o.freqfold === "auto") {
     const found = await searchFreqfold(c, o.qkRopeDim, o.kvLoraRank, sigma);
     partial = found.partial;
@@ -132,6 +132,9 @@ async function run(c: Conversion): Promise<ConversionReport> {
   if (problems.length) throw new Error(`the converted model would not load in ${TARGET_RULES[o.target].name} as converted (a bug): ${problems.join("; ")}`);
   report.target.compatible = true;
   const outValues = s.numLayers * (split.kvLoraRank + split.ropeDim);
+  if (outValues > srcValues) {
+    report.warnings.push(`the target's shape caches ${split.kvLoraRank + split.ropeDim} values per token per layer, more than the source's ${2 * s.latent} (--allow-cache-growth: the latent is zero-padded)`);
+  }
   Object.assign(report.output, {
     kvLoraRank: split.kvLoraRank, qkRopeDim: split.ropeDim, qLoraRank: o.qLoraRank, freqfold: split.freqfold, collapse: s.headDim / split.ropeDim,
     latentNorm: shape.latentNorm, kvCacheValuesPerToken: outValues, kvCacheBytesPerToken: outValues * DTYPE_BYTES[p.dtype], compression: srcValues / outValues,

@@ -45,7 +45,7 @@ export function budgetRopeDims(c: Conversion, budget: number, kernelShapes: [num
   const out: number[] = [];
   for (let r = c.s.headDim; r >= 2 && r % 2 === 0; r /= 2) {
     const rank = budget - r;
-    if (rank < 1 || rank > c.maxRank(r)) continue;
+    if (rank < 1 || (rank > c.maxRank(r) && !c.o.allowCacheGrowth)) continue;
     if (kernelShapes && !kernelShapes.some(([l, rr]) => l === rank && rr === r)) continue;
     out.push(r);
   }
@@ -60,7 +60,7 @@ export function budgetRopeDims(c: Conversion, budget: number, kernelShapes: [num
 export async function searchBudget(c: Conversion, budget: number, sigma: Mat[], kernelShapes: [number, number][] | null): Promise<{ final: FinalModel; partial: PartialModel; table: BudgetRow[] }> {
   const ropeDims = budgetRopeDims(c, budget, kernelShapes);
   if (ropeDims.length === 0) {
-    throw new Error(`no split fits --cache-budget ${budget}${kernelShapes ? " among the CUDA kernel's shapes" : ""} for head_dim ${c.s.headDim}`);
+    throw new Error(`no split fits --cache-budget ${budget}${kernelShapes ? ` among the shapes ${c.o.kernelShapes ? "the CUDA kernel" : "the target"} takes` : ""} for head_dim ${c.s.headDim}`);
   }
   const table: BudgetRow[] = [];
   const bestByRope = new Map<number, { partial: PartialModel; row: BudgetRow }>();
