@@ -30,8 +30,23 @@ struct BatchedProduct {
 class Gemm {
  public:
   virtual ~Gemm() = default;
-  // y[m, n] = x[m, k] · w[n, k]ᵀ: a linear layer with row-major weights [out, in].
-  virtual void linear(const bf16* x, int m, int k, const bf16* w, int n, void* y, OutType out, cudaStream_t stream) = 0;
+  // y[m, n] = x[m, k] · w[n, k]ᵀ: a linear layer with row-major weights [out, in] (one product).
+  void linear(const bf16* x, int m, int k, const bf16* w, int n, void* y, OutType out, cudaStream_t stream) {
+    if (m == 0) return;
+    BatchedProduct p;
+    p.a = x;
+    p.lda = k;
+    p.b = w;
+    p.ldb = k;
+    p.transB = true;
+    p.c = y;
+    p.ldc = n;
+    p.out = out;
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    batched(p, stream);
+  }
   virtual void batched(const BatchedProduct& p, cudaStream_t stream) = 0;
 };
 

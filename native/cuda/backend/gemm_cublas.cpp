@@ -24,22 +24,6 @@ class CublasGemm : public Gemm {
   }
   ~CublasGemm() override { cublasDestroy(handle_); }
 
-  void linear(const bf16* x, int m, int k, const bf16* w, int n, void* y, OutType out, cudaStream_t stream) override {
-    if (m == 0) return;
-    BatchedProduct p;
-    p.a = x;
-    p.lda = k;
-    p.b = w;
-    p.ldb = k;
-    p.transB = true;
-    p.c = y;
-    p.ldc = n;
-    p.out = out;
-    p.m = m;
-    p.n = n;
-    p.k = k;
-    batched(p, stream);
-  }
 
   void batched(const BatchedProduct& p, cudaStream_t stream) override {
     if (p.m == 0 || p.batch == 0) return;

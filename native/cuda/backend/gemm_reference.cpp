@@ -12,21 +12,6 @@ float toFloat(bf16 v) { return __bfloat162float(v); }
 
 class ReferenceGemm : public Gemm {
  public:
-  void linear(const bf16* x, int m, int k, const bf16* w, int n, void* y, OutType out, cudaStream_t stream) override {
-    BatchedProduct p;
-    p.a = x;
-    p.lda = k;
-    p.b = w;
-    p.ldb = k;
-    p.transB = true;
-    p.c = y;
-    p.ldc = n;
-    p.out = out;
-    p.m = m;
-    p.n = n;
-    p.k = k;
-    batched(p, stream);
-  }
 
   void batched(const BatchedProduct& p, cudaStream_t) override {
     std::vector<float> a(static_cast<size_t>(p.k)), b(static_cast<size_t>(p.k) * p.n);
