@@ -49,7 +49,7 @@ describe("convert and signals", () => {
     p.kill("SIGKILL");
     await new Promise((r) => p.on("exit", r));
     assert.ok(leftovers(tmp).length > 0, "a killed run cannot clean up");
-    const r = spawnSync(process.execPath, [CLI, "convert", "--model", BUNDLED_GQA, "--out", path.join(tmp, "exact"), "--exact"], { env: { ...process.env, TMPDIR: tmp }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "convert", "--model", BUNDLED_GQA, "--out", path.join(tmp, "exact"), "--exact", "--target", "mla-serve"], { env: { ...process.env, TMPDIR: tmp }, encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(leftovers(tmp), []);
   });
