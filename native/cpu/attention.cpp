@@ -1,7 +1,6 @@
 #include "cpu/attention.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "cpu/matmul.h"
@@ -11,171 +10,163 @@ namespace mla::cpu {
 
 namespace {
 
-// A (token, head) work item of one batch.
-struct TokenRef {
-  int seq;  // index into batch.seqs
-  int pos;  // absolute position of the token
-  int row;  // row in the flat token arrays
+std::vector<PagedQuery> queriesOf(const ForwardBatch& batch) {
+  std::vector<PagedQuery> queries;
+  for (const SeqSlice& s : batch.seqs) queries.push_back({s.blockTable, s.start, s.numTokens, s.tokenOffset});
+  return queries;
+}
+
+// The rows of the flat token arrays that the batch's sequences own.
+std::vector<int> rowsOf(const ForwardBatch& batch) {
+  std::vector<int> rows;
+  for (const SeqSlice& s : batch.seqs)
+    for (int i = 0; i < s.numTokens; ++i) rows.push_back(s.tokenOffset + i);
+  return rows;
+}
+
+// Where a [rows][heads][width] tensor keeps (row, head): row * rowStride + head * headStride.
+struct HeadRows {
+  float* data;
+  int rowStride, headStride;
+  float* at(int row, int head) const { return data + static_cast<size_t>(row) * rowStride + static_cast<size_t>(head) * headStride; }
 };
 
-std::vector<TokenRef> tokenRefs(const ForwardBatch& batch) {
-  std::vector<TokenRef> refs;
-  refs.reserve(static_cast<size_t>(batch.numTokens));
-  for (int s = 0; s < static_cast<int>(batch.seqs.size()); ++s) {
-    const SeqSlice& seq = batch.seqs[static_cast<size_t>(s)];
-    for (int i = 0; i < seq.numTokens; ++i) refs.push_back({s, seq.start + i, seq.tokenOffset + i});
-  }
-  return refs;
+// A head's query folded into latent space, for every head and row at once, so each weight row is
+// read once per step: out(row, h)[0..w.cols) = Σ_{i < count} in(row, h)[i] · W[h * headRows + first + i, :].
+void foldHeads(ThreadPool& pool, const Matrix& w, int numHeads, int headRows, int first, int count,
+               const std::vector<int>& rows, HeadRows in, HeadRows out) {
+  const int L = w.cols;
+  pool.parallelFor(numHeads, [&](int64_t h0, int64_t h1) {
+    std::vector<float> wRow(static_cast<size_t>(L));
+    for (int h = static_cast<int>(h0); h < h1; ++h) {
+      for (int row : rows) std::fill(out.at(row, h), out.at(row, h) + L, 0.0f);
+      for (int i = 0; i < count; ++i) {
+        loadRow(w, h * headRows + first + i, wRow.data());
+        for (int row : rows) simd::axpy(in.at(row, h)[i], wRow.data(), out.at(row, h), L);
+      }
+    }
+  });
 }
 
-// In place: scores[0..n) -> softmax probabilities.
-void softmax(float* scores, int n) {
-  const double sum = simd::expShifted(scores, simd::maxOf(scores, n), scores, n);
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int t = 0; t < n; ++t) scores[t] *= inv;
-}
-
-using simd::axpy;
-using simd::dot;
-
-// First position a token at `pos` attends to (sliding-window models see only the last window).
-int firstVisible(const ModelConfig& c, int pos) { return c.slidingWindow > 0 ? std::max(0, pos - c.slidingWindow + 1) : 0; }
-
-// out[0..L) = Σ_i x[i] · W[firstRow + i, :] for i < count: a head's query folded into latent space.
-void foldRows(const Matrix& w, int firstRow, int count, const float* x, float* row, float* out, int L) {
-  std::fill(out, out + L, 0.0f);
-  for (int i = 0; i < count; ++i) {
-    loadRow(w, firstRow + i, row);
-    axpy(x[i], row, out, L);
-  }
-}
-
-// out[j] = W[firstRow + j, :] · latent for j < count: a head's latent-space output expanded.
-void expandRows(const Matrix& w, int firstRow, int count, const float* latent, float* row, float* out, int L) {
-  for (int j = 0; j < count; ++j) {
-    loadRow(w, firstRow + j, row);
-    out[j] = dot(row, latent, L);
-  }
+// A head's latent-space result expanded: out(row, h)[j] = W[h * headRows + first + j, :] · in(row, h)
+// for j < count.
+void expandHeads(ThreadPool& pool, const Matrix& w, int numHeads, int headRows, int first, int count,
+                 const std::vector<int>& rows, HeadRows in, HeadRows out) {
+  const int L = w.cols;
+  pool.parallelFor(numHeads, [&](int64_t h0, int64_t h1) {
+    std::vector<float> wRow(static_cast<size_t>(L));
+    for (int h = static_cast<int>(h0); h < h1; ++h) {
+      for (int j = 0; j < count; ++j) {
+        loadRow(w, h * headRows + first + j, wRow.data());
+        for (int row : rows) out.at(row, h)[j] = simd::dot(wRow.data(), in.at(row, h), L);
+      }
+    }
+  });
 }
 
 }  // namespace
 
 void gqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                   const PagedLayer& cache, float* out) {
-  const std::vector<TokenRef> refs = tokenRefs(batch);
-  const int H = c.numHeads, D = c.headDim, group = c.numHeads / c.numKvHeads, kvDim = c.numKvHeads * c.headDim;
-  pool.parallelFor(static_cast<int64_t>(refs.size()) * H, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
-    for (int64_t item = begin; item < end; ++item) {
-      const TokenRef& ref = refs[static_cast<size_t>(item / H)];
-      const int h = static_cast<int>(item % H), g = h / group;
-      const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
-      const int first = firstVisible(c, ref.pos);
-      const int n = ref.pos + 1 - first;
-      const float* qh = q + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      scores.resize(static_cast<size_t>(n));
-      for (int t = 0; t < n; ++t) {
-        const float* k = cache.entry(seq.blockTable, first + t) + g * D;
-        scores[static_cast<size_t>(t)] = dot(qh, k, D) * c.softmaxScale;
-      }
-      softmax(scores.data(), n);
-      float* oh = out + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      std::fill(oh, oh + D, 0.0f);
-      for (int t = 0; t < n; ++t) {
-        const float* v = cache.entry(seq.blockTable, first + t) + kvDim + g * D;
-        axpy(scores[static_cast<size_t>(t)], v, oh, D);
-      }
-    }
-  });
+  HeadLayout layout;
+  layout.numHeads = c.numHeads;
+  layout.headsPerKv = c.numHeads / c.numKvHeads;
+  layout.kBase = 0;
+  layout.vBase = c.numKvHeads * c.headDim;  // an entry is [K heads | V heads]
+  layout.kvStride = c.headDim;
+  layout.dk = layout.dv = c.headDim;
+  layout.scale = c.softmaxScale;
+  layout.window = c.slidingWindow;
+  pagedAttention(pool, cache, layout, queriesOf(batch), q, out);
 }
 
 void latentGqaAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                         const Matrix& kUp, const Matrix& vUp, const PagedLayer& cache, float* out) {
-  const std::vector<TokenRef> refs = tokenRefs(batch);
   const int H = c.numHeads, D = c.headDim, L = c.numKvHeads * c.headDim;
-  pool.parallelFor(static_cast<int64_t>(refs.size()) * H, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores, qLatent(static_cast<size_t>(L)), outLatent(static_cast<size_t>(L)), wRow(static_cast<size_t>(L));
-    for (int64_t item = begin; item < end; ++item) {
-      const TokenRef& ref = refs[static_cast<size_t>(item / H)];
-      const int h = static_cast<int>(item % H);
-      const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
-      const float* qh = q + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      foldRows(kUp, h * D, D, qh, wRow.data(), qLatent.data(), L);  // q_latent = k_up_hᵀ q_h
-      const int first = firstVisible(c, ref.pos);
-      const int n = ref.pos + 1 - first;
-      scores.resize(static_cast<size_t>(n));
-      for (int t = 0; t < n; ++t) scores[static_cast<size_t>(t)] = dot(qLatent.data(), cache.entry(seq.blockTable, first + t), L) * c.softmaxScale;
-      softmax(scores.data(), n);
-      std::fill(outLatent.begin(), outLatent.end(), 0.0f);
-      for (int t = 0; t < n; ++t) axpy(scores[static_cast<size_t>(t)], cache.entry(seq.blockTable, first + t) + L, outLatent.data(), L);
-      float* oh = out + static_cast<size_t>(ref.row) * H * D + static_cast<size_t>(h) * D;
-      expandRows(vUp, h * D, D, outLatent.data(), wRow.data(), oh, L);  // out_h = v_up_h · out_latent
-    }
-  });
+  const std::vector<int> rows = rowsOf(batch);
+  std::vector<float> qLatent(static_cast<size_t>(batch.numTokens) * H * L), outLatent(qLatent.size());
+  // q_latent = k_up_hᵀ q_h: k_up's rows [h*D, h*D + D).
+  foldHeads(pool, kUp, H, D, 0, D, rows, {const_cast<float*>(q), H * D, D}, {qLatent.data(), H * L, L});
+  HeadLayout layout;  // one latent "head" [k_latent | v_latent] that every query head reads
+  layout.numHeads = H;
+  layout.headsPerKv = H;
+  layout.vBase = L;
+  layout.dk = layout.dv = L;
+  layout.scale = c.softmaxScale;
+  layout.window = c.slidingWindow;
+  pagedAttention(pool, cache, layout, queriesOf(batch), qLatent.data(), outLatent.data());
+  expandHeads(pool, vUp, H, D, 0, D, rows, {outLatent.data(), H * L, L}, {out, H * D, D});  // out_h = v_up_h · out_latent
 }
 
 void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                           const Matrix& kvB, const PagedLayer& cache, float* out) {
-  const std::vector<TokenRef> refs = tokenRefs(batch);
   const int H = c.numHeads, N = c.qkNopeHeadDim, R = c.qkRopeHeadDim, V = c.vHeadDim, L = c.kvLoraRank;
-  const int qHead = N + R, kvHead = N + V;
-  pool.parallelFor(static_cast<int64_t>(refs.size()) * H, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores, qLatent(static_cast<size_t>(L)), outLatent(static_cast<size_t>(L)), wRow(static_cast<size_t>(L));
-    for (int64_t item = begin; item < end; ++item) {
-      const TokenRef& ref = refs[static_cast<size_t>(item / H)];
-      const int h = static_cast<int>(item % H);
-      const SeqSlice& seq = batch.seqs[static_cast<size_t>(ref.seq)];
-      const float* qNope = q + static_cast<size_t>(ref.row) * H * qHead + static_cast<size_t>(h) * qHead;
-      const float* qPe = qNope + N;
-      // q_latent = W_UKᵀ q_nope: W_UK is rows [h*kvHead, h*kvHead + N) of kv_b_proj.
-      foldRows(kvB, h * kvHead, N, qNope, wRow.data(), qLatent.data(), L);
-      const int n = ref.pos + 1;
-      scores.resize(static_cast<size_t>(n));
-      for (int t = 0; t < n; ++t) {
-        const float* e = cache.entry(seq.blockTable, t);  // [c_kv (L) | k_pe (R)]
-        scores[static_cast<size_t>(t)] = (dot(qLatent.data(), e, L) + dot(qPe, e + L, R)) * c.softmaxScale;
-      }
-      softmax(scores.data(), n);
-      std::fill(outLatent.begin(), outLatent.end(), 0.0f);
-      for (int t = 0; t < n; ++t) axpy(scores[static_cast<size_t>(t)], cache.entry(seq.blockTable, t), outLatent.data(), L);
-      // out = W_UV · out_latent: W_UV is rows [h*kvHead + N, h*kvHead + N + V).
-      float* oh = out + static_cast<size_t>(ref.row) * H * V + static_cast<size_t>(h) * V;
-      expandRows(kvB, h * kvHead + N, V, outLatent.data(), wRow.data(), oh, L);
-    }
-  });
+  const int qHead = N + R, kvHead = N + V, E = L + R;
+  const std::vector<int> rows = rowsOf(batch);
+  // qc [T][H][L + R] = [W_UKᵀ q_nope | q_pe]: W_UK is rows [h*kvHead, h*kvHead + N) of kv_b_proj.
+  std::vector<float> qc(static_cast<size_t>(batch.numTokens) * H * E), outLatent(static_cast<size_t>(batch.numTokens) * H * L);
+  const HeadRows qIn{const_cast<float*>(q), H * qHead, qHead}, qLatent{qc.data(), H * E, E};
+  foldHeads(pool, kvB, H, kvHead, 0, N, rows, qIn, qLatent);
+  for (int row : rows)
+    for (int h = 0; h < H; ++h) std::copy_n(qIn.at(row, h) + N, R, qLatent.at(row, h) + L);
+  HeadLayout layout;  // every head against the whole cached entry [c_kv | k_pe]; values are c_kv
+  layout.numHeads = H;
+  layout.headsPerKv = H;
+  layout.dk = E;
+  layout.dv = L;
+  layout.scale = c.softmaxScale;
+  pagedAttention(pool, cache, layout, queriesOf(batch), qc.data(), outLatent.data());
+  // out = W_UV · out_latent: W_UV is rows [h*kvHead + N, h*kvHead + N + V).
+  expandHeads(pool, kvB, H, kvHead, N, V, rows, {outLatent.data(), H * L, L}, {out, H * V, V});
 }
 
 void mlaExpandedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                           const Matrix& kvB, const PagedLayer& cache, float* out) {
   const int H = c.numHeads, N = c.qkNopeHeadDim, R = c.qkRopeHeadDim, V = c.vHeadDim, L = c.kvLoraRank;
-  const int qHead = N + R, kvHead = N + V;
-  std::vector<float> latents, kv, scores;
+  const int kvHead = N + V, entry = H * (N + R + V), bs = cache.blockSize;
+  // An expanded cache: per position, per head [k_nope | k_pe | v], in blocks laid end to end.
+  std::vector<int32_t> tables;
+  std::vector<int> firstBlock;
+  int blocks = 0;
   for (const SeqSlice& seq : batch.seqs) {
-    const int context = seq.start + seq.numTokens;
-    // Gather this sequence's latents [context, L] and expand them: kv [context, H*(N+V)].
-    latents.resize(static_cast<size_t>(context) * L);
-    for (int t = 0; t < context; ++t) std::copy_n(cache.entry(seq.blockTable, t), L, latents.data() + static_cast<size_t>(t) * L);
-    kv.resize(static_cast<size_t>(context) * H * kvHead);
-    matmul(pool, latents.data(), context, kvB, nullptr, kv.data());
-    pool.parallelFor(static_cast<int64_t>(seq.numTokens) * H, [&](int64_t begin, int64_t end) {
-      std::vector<float> s;
-      for (int64_t item = begin; item < end; ++item) {
-        const int i = static_cast<int>(item / H), h = static_cast<int>(item % H);
-        const int row = seq.tokenOffset + i, pos = seq.start + i, n = pos + 1;
-        const float* qh = q + static_cast<size_t>(row) * H * qHead + static_cast<size_t>(h) * qHead;
-        s.resize(static_cast<size_t>(n));
-        for (int t = 0; t < n; ++t) {
-          const float* kNope = kv.data() + (static_cast<size_t>(t) * H + h) * kvHead;
-          const float* kPe = cache.entry(seq.blockTable, t) + L;
-          s[static_cast<size_t>(t)] = (dot(qh, kNope, N) + dot(qh + N, kPe, R)) * c.softmaxScale;
-        }
-        softmax(s.data(), n);
-        float* oh = out + static_cast<size_t>(row) * H * V + static_cast<size_t>(h) * V;
-        std::fill(oh, oh + V, 0.0f);
-        for (int t = 0; t < n; ++t) axpy(s[static_cast<size_t>(t)], kv.data() + (static_cast<size_t>(t) * H + h) * kvHead + N, oh, V);
-      }
-    });
+    firstBlock.push_back(blocks);
+    blocks += (seq.start + seq.numTokens + bs - 1) / bs;
   }
+  for (int b = 0; b < blocks; ++b) tables.push_back(b);
+  std::vector<float> expandedCache(static_cast<size_t>(blocks) * bs * entry);
+  std::vector<float> latents, kv, kPe(static_cast<size_t>(R));
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqSlice& seq = batch.seqs[s];
+    const int context = seq.start + seq.numTokens;
+    latents.resize(static_cast<size_t>(context) * L);
+    for (int t = 0; t < context; ++t) cache.read(seq.blockTable, t, 0, latents.data() + static_cast<size_t>(t) * L, L);
+    kv.resize(static_cast<size_t>(context) * H * kvHead);
+    matmul(pool, latents.data(), context, kvB, nullptr, kv.data());  // [context][H][k_nope | v]
+    float* base = expandedCache.data() + static_cast<size_t>(firstBlock[s]) * bs * entry;
+    for (int t = 0; t < context; ++t) {
+      cache.read(seq.blockTable, t, L, kPe.data(), R);
+      for (int h = 0; h < H; ++h) {
+        const float* src = kv.data() + (static_cast<size_t>(t) * H + h) * kvHead;
+        float* dst = base + static_cast<size_t>(t) * entry + static_cast<size_t>(h) * (N + R + V);
+        std::copy_n(src, N, dst);
+        std::copy_n(kPe.data(), R, dst + N);
+        std::copy_n(src + N, V, dst + N + R);
+      }
+    }
+  }
+  const PagedLayer expanded{expandedCache.data(), bs, entry, DType::kF32};
+  std::vector<PagedQuery> queries = queriesOf(batch);
+  for (size_t s = 0; s < queries.size(); ++s) queries[s].blockTable = tables.data() + firstBlock[s];
+  HeadLayout layout;  // ordinary multi-head attention over the expanded entries
+  layout.numHeads = H;
+  layout.headsPerKv = 1;
+  layout.kBase = 0;
+  layout.vBase = N + R;
+  layout.kvStride = N + R + V;
+  layout.dk = N + R;
+  layout.dv = V;
+  layout.scale = c.softmaxScale;
+  pagedAttention(pool, expanded, layout, queries, q, out);
 }
 
 }  // namespace mla::cpu

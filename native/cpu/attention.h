@@ -3,25 +3,13 @@
 #include <cstdint>
 
 #include "core/thread_pool.h"
+#include "cpu/paged_attention.h"
 #include "mla/batch.h"
 #include "mla/config.h"
 #include "mla/mla_path.h"
 #include "model/weights.h"
 
 namespace mla::cpu {
-
-// One layer's pool of cache blocks: [numBlocks][blockSize][entrySize] floats.
-struct PagedLayer {
-  float* base = nullptr;
-  int blockSize = 64;
-  int entrySize = 0;
-
-  // The cache entry of position `pos` of a sequence with this block table.
-  float* entry(const int32_t* blockTable, int pos) const {
-    const size_t block = static_cast<size_t>(blockTable[pos / blockSize]);
-    return base + (block * static_cast<size_t>(blockSize) + static_cast<size_t>(pos % blockSize)) * entrySize;
-  }
-};
 
 // GQA: q [T, heads*head_dim] (RoPE applied) attends to the cached K/V of each sequence's
 // positions [window start, pos]; out [T, heads*head_dim]. New tokens' K/V must already be cached.
@@ -42,10 +30,8 @@ void mlaAbsorbedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardB
                           const Matrix& kvB, const PagedLayer& cache, float* out);
 
 // MLA expanded: each sequence's cached latents are expanded through kv_b_proj into per-head K
-// and V, then ordinary multi-head attention. Same inputs and output as the absorbed form.
+// and V, then ordinary multi-head attention (the same blocked loop over a cache of expanded
+// entries). Same inputs and output as the absorbed form.
 void mlaExpandedAttention(ThreadPool& pool, const ModelConfig& c, const ForwardBatch& batch, const float* q,
                           const Matrix& kvB, const PagedLayer& cache, float* out);
-
-
-
 }  // namespace mla::cpu

@@ -19,36 +19,45 @@ constexpr float kLatentNormEps = 1e-6f;  // q_a_layernorm / kv_a_layernorm, as H
 const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 }  // namespace
 
-CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads)
-    : config_(config), weights_(weights), pool_(numThreads), inverseFrequencies_(config.rope.inverseFrequencies()) {}
+CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype)
+    : config_(config), weights_(weights), pool_(numThreads), inverseFrequencies_(config.rope.inverseFrequencies()), cacheDtype_(cacheDtype) {
+  check(cacheDtype == DType::kF32 || cacheDtype == DType::kBF16, "the CPU cache holds f32 or bf16 values");
+}
+
+namespace {
+// Fills `count` cache values with NaN (what tests poison unused blocks with).
+void fillNaN(unsigned char* p, size_t count, DType dtype) {
+  if (dtype == DType::kBF16) std::fill_n(reinterpret_cast<uint16_t*>(p), count, static_cast<uint16_t>(0x7fc0));
+  else std::fill_n(reinterpret_cast<float*>(p), count, std::numeric_limits<float>::quiet_NaN());
+}
+}  // namespace
 
 void CpuBackend::allocateCache(int numBlocks, int blockSize, bool poison) {
   numBlocks_ = numBlocks;
   blockSize_ = blockSize;
   layerStride_ = static_cast<size_t>(numBlocks) * blockSize * config_.cacheEntrySize();
   const size_t total = layerStride_ * config_.numLayers;
-  cache_.reset(new float[total]);  // left untouched: pages are committed as they are first written
-  if (poison) std::fill(cache_.get(), cache_.get() + total, std::numeric_limits<float>::quiet_NaN());
+  cache_.reset(new unsigned char[total * dtypeSize(cacheDtype_)]);  // left untouched: pages are committed as they are first written
+  if (poison) fillNaN(cache_.get(), total, cacheDtype_);
 }
 
 void CpuBackend::copyBlock(int src, int dst) {
-  const size_t blockFloats = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
+  const size_t blockBytes = static_cast<size_t>(blockSize_) * config_.cacheEntrySize() * dtypeSize(cacheDtype_);
   for (int l = 0; l < config_.numLayers; ++l) {
-    float* base = cache_.get() + layerStride_ * l;
-    std::memcpy(base + blockFloats * dst, base + blockFloats * src, blockFloats * sizeof(float));
+    unsigned char* base = cache_.get() + layerStride_ * dtypeSize(cacheDtype_) * l;
+    std::memcpy(base + blockBytes * dst, base + blockBytes * src, blockBytes);
   }
 }
 
 void CpuBackend::poisonBlock(int block) {
-  const size_t blockFloats = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
+  const size_t blockValues = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
   for (int l = 0; l < config_.numLayers; ++l) {
-    float* p = cache_.get() + layerStride_ * l + blockFloats * block;
-    std::fill(p, p + blockFloats, std::numeric_limits<float>::quiet_NaN());
+    fillNaN(cache_.get() + (layerStride_ * l + blockValues * block) * dtypeSize(cacheDtype_), blockValues, cacheDtype_);
   }
 }
 
 PagedLayer CpuBackend::cacheLayer(int layer) {
-  return PagedLayer{cache_.get() + layerStride_ * layer, blockSize_, config_.cacheEntrySize()};
+  return PagedLayer{cache_.get() + layerStride_ * dtypeSize(cacheDtype_) * layer, blockSize_, config_.cacheEntrySize(), cacheDtype_};
 }
 
 void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer) {
@@ -65,14 +74,15 @@ void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, 
     observer->observe(layer, "v", v.data(), T, kvDim);
   }
   const PagedLayer cache = cacheLayer(layer);
+  std::vector<float> e(static_cast<size_t>(2) * kvDim);  // a cache entry: [K heads | V heads]
   for (const SeqSlice& seq : batch.seqs) {
     for (int i = 0; i < seq.numTokens; ++i) {
       const int row = seq.tokenOffset + i, pos = seq.start + i;
       for (int hd = 0; hd < c.numHeads; ++hd) applyRope(&q[static_cast<size_t>(row) * qDim + hd * D], pos, c.rope, inverseFrequencies_.data());
-      float* e = cache.entry(seq.blockTable, pos);  // [K heads | V heads]
-      std::copy_n(&k[static_cast<size_t>(row) * kvDim], kvDim, e);
-      std::copy_n(&v[static_cast<size_t>(row) * kvDim], kvDim, e + kvDim);
-      for (int g = 0; g < c.numKvHeads; ++g) applyRope(e + g * D, pos, c.rope, inverseFrequencies_.data());
+      std::copy_n(&k[static_cast<size_t>(row) * kvDim], kvDim, e.data());
+      std::copy_n(&v[static_cast<size_t>(row) * kvDim], kvDim, e.data() + kvDim);
+      for (int g = 0; g < c.numKvHeads; ++g) applyRope(e.data() + g * D, pos, c.rope, inverseFrequencies_.data());
+      cache.write(seq.blockTable, pos, 0, e.data(), 2 * kvDim);
     }
   }
   if (c.attention == AttentionKind::kLatentGqa) latentGqaAttention(pool_, c, batch, q.data(), w.kUp, w.vUp, cache, out);
@@ -100,18 +110,19 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
     observer->observe(layer, "kv_a", kva.data(), T, L + R);
   }
   const PagedLayer cache = cacheLayer(layer);
+  std::vector<float> e(static_cast<size_t>(L + R));  // a cache entry: [c_kv | k_pe]
   for (const SeqSlice& seq : batch.seqs) {
     for (int i = 0; i < seq.numTokens; ++i) {
       const int row = seq.tokenOffset + i, pos = seq.start + i;
       for (int hd = 0; hd < c.numHeads; ++hd) {
         applyRope(&q[(static_cast<size_t>(row) * c.numHeads + hd) * qHead + c.qkNopeHeadDim], pos, c.rope, inverseFrequencies_.data());
       }
-      float* e = cache.entry(seq.blockTable, pos);  // [c_kv | k_pe]
       const float* src = &kva[static_cast<size_t>(row) * (L + R)];
-      if (!w.kvANorm.empty()) rmsNorm(src, w.kvANorm.data(), 1, L, kLatentNormEps, e);
-      else std::copy_n(src, L, e);
-      std::copy_n(src + L, R, e + L);
-      applyRope(e + L, pos, c.rope, inverseFrequencies_.data());
+      if (!w.kvANorm.empty()) rmsNorm(src, w.kvANorm.data(), 1, L, kLatentNormEps, e.data());
+      else std::copy_n(src, L, e.data());
+      std::copy_n(src + L, R, e.data() + L);
+      applyRope(e.data() + L, pos, c.rope, inverseFrequencies_.data());
+      cache.write(seq.blockTable, pos, 0, e.data(), L + R);
     }
   }
   // Split the batch by attention form; both read the same q and write disjoint rows of out.

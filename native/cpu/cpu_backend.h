@@ -13,10 +13,11 @@ namespace mla::cpu {
 
 class CpuBackend : public Backend {
  public:
-  CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads);
+  // cacheDtype: kBF16 (half the bytes, as the CUDA backend) or kF32.
+  CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype = DType::kBF16);
 
   std::string name() const override { return "cpu"; }
-  int cacheBytesPerValue() const override { return 4; }
+  int cacheBytesPerValue() const override { return static_cast<int>(dtypeSize(cacheDtype_)); }
   void allocateCache(int numBlocks, int blockSize, bool poison) override;
   void copyBlock(int src, int dst) override;
   void poisonBlock(int block) override;
@@ -42,8 +43,9 @@ class CpuBackend : public Backend {
   ThreadPool pool_;
   std::vector<double> inverseFrequencies_;  // [rope.dim / 2]
 
-  std::unique_ptr<float[]> cache_;  // [layers][blocks][blockSize][entry]
-  size_t layerStride_ = 0;
+  DType cacheDtype_;
+  std::unique_ptr<unsigned char[]> cache_;  // [layers][blocks][blockSize][entry] values of cacheDtype_
+  size_t layerStride_ = 0;                  // values per layer
   int numBlocks_ = 0;
   int blockSize_ = 64;
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "cpu/simd.h"
+#include "cpu/microkernels.h"
 
 namespace mla::cpu {
 
@@ -23,49 +23,6 @@ void matmulReference(const float* x, int m, const Matrix& w, const float* bias, 
 
 namespace {
 
-inline float scalar(float v) { return v; }
-inline float scalar(uint16_t v) { return bf16ToFloat(v); }
-
-#ifdef MLA_AVX2
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) {
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-#endif
-
-// The micro-kernel: MR rows of x against 4 rows of w, y[i][r] = x_i · w_r. Each weight chunk is
-// widened once and used MR times. Every (i, r) sums lane-wise over k in steps of 8, then a fixed
-// horizontal sum, then the scalar tail: the same order for any MR, so batching never changes a value.
-template <int MR, typename T>
-inline void kernel(const float* const* x, const T* const* w, int k, float out[][4]) {
-  int i = 0;
-#ifdef MLA_AVX2
-  __m256 acc[MR][4];
-  for (int a = 0; a < MR; ++a)
-    for (int r = 0; r < 4; ++r) acc[a][r] = _mm256_setzero_ps();
-  for (; i + 8 <= k; i += 8) {
-    __m256 xv[MR];
-    for (int a = 0; a < MR; ++a) xv[a] = _mm256_loadu_ps(x[a] + i);
-    for (int r = 0; r < 4; ++r) {
-      const __m256 wv = load8(w[r] + i);
-      for (int a = 0; a < MR; ++a) acc[a][r] = _mm256_fmadd_ps(xv[a], wv, acc[a][r]);
-    }
-  }
-  for (int a = 0; a < MR; ++a)
-    for (int r = 0; r < 4; ++r) out[a][r] = simd::hsum(acc[a][r]);
-#else
-  for (int a = 0; a < MR; ++a)
-    for (int r = 0; r < 4; ++r) out[a][r] = 0;
-#endif
-  for (; i < k; ++i) {
-    for (int r = 0; r < 4; ++r) {
-      const float wv = scalar(w[r][i]);
-      for (int a = 0; a < MR; ++a) out[a][r] += x[a][i] * wv;
-    }
-  }
-}
-
 template <typename T>
 void matmulRows(const float* x, int m, const T* w, int n, int k, const float* bias, float* y, int rowBegin, int rowEnd) {
   // Keep a block of x rows hot in L2 while 4 weight rows at a time stream past it.
@@ -84,13 +41,13 @@ void matmulRows(const float* x, int m, const T* w, int n, int k, const float* bi
       for (; i + 3 <= i1; i += 3) {
         const float* xr[3] = {x + static_cast<size_t>(i) * k, x + static_cast<size_t>(i + 1) * k, x + static_cast<size_t>(i + 2) * k};
         float s[3][4];
-        kernel<3>(xr, wr, k, s);
+        dotTile<3>(xr, wr, k, s);
         for (int a = 0; a < 3; ++a) store(i + a, s[a]);
       }
       for (; i < i1; ++i) {
         const float* xr[1] = {x + static_cast<size_t>(i) * k};
         float s[1][4];
-        kernel<1>(xr, wr, k, s);
+        dotTile<1>(xr, wr, k, s);
         store(i, s[0]);
       }
     }

@@ -55,8 +55,9 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(config)));
   engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_);
   if (options.device == "cpu") {
-    engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads);
+    engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads, options.cacheDtype);
   } else if (options.device.rfind("cuda", 0) == 0) {
+    if (options.cacheDtype != DType::kBF16) throw Error("the CUDA backend keeps its KV cache in bf16: drop the f32 cache option");
     engine->backend_ = makeCudaBackend(engine->config_, engine->weights_->weights(), cudaDeviceIndex(options.device), options.limits);
   } else {
     throw Error("unsupported device \"" + options.device + "\" (expected cpu, cuda or cuda:N)");

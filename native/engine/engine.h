@@ -24,6 +24,7 @@ struct EngineOptions {
   int blockSize = 64;
   bool enablePrefixCaching = true;
   bool poisonCache = false;  // tests: fill unused cache with NaN
+  DType cacheDtype = DType::kBF16;  // the KV cache's values: bf16 (both backends) or f32 (CPU only)
   MlaPath mlaPath = MlaPath::kAuto;
   StepLimits limits;  // the CUDA workspace is sized for these at load
 };

@@ -294,6 +294,10 @@ Napi::Value loadEngine(const Napi::CallbackInfo& info) {
   if (!(opts.gpuMemoryUtilization > 0 && opts.gpuMemoryUtilization <= 1)) throwType(info.Env(), "options.gpuMemoryUtilization must be in (0, 1]");
   opts.enablePrefixCaching = boolField(o, "enablePrefixCaching", true);
   opts.poisonCache = boolField(o, "poisonCache", false);
+  const std::string cacheDtype = stringField(o, "kvCacheDtype", "bf16");
+  if (cacheDtype == "bf16") opts.cacheDtype = DType::kBF16;
+  else if (cacheDtype == "f32") opts.cacheDtype = DType::kF32;
+  else throwType(info.Env(), "options.kvCacheDtype must be \"bf16\" or \"f32\"");
   const std::string path = stringField(o, "mlaPath", "auto");
   if (path == "auto") opts.mlaPath = MlaPath::kAuto;
   else if (path == "absorbed") opts.mlaPath = MlaPath::kAbsorbed;

@@ -125,14 +125,19 @@ TEST(rope_llama3_scaling_matches_the_published_formula) {
 struct PagedFixture {
   ModelConfig c;
   int blockSize = 4;
+  DType dtype;
   std::vector<float> pool;                 // [blocks][blockSize][entry], NaN where unused
+  std::vector<uint16_t> poolBf16;          // the same in bf16 (dtype kBF16)
   std::vector<std::vector<int32_t>> tables;  // per sequence, padded with out-of-range ids
   std::vector<std::vector<float>> entries;  // per sequence: [context][entry] contiguous truth
   ForwardBatch batch;
   std::vector<int32_t> dummyTokens;
 
   // contexts[s] tokens in cache for sequence s; the last newTokens[s] of them are this step's.
-  PagedFixture(const ModelConfig& config, const std::vector<int>& contexts, const std::vector<int>& newTokens) : c(config) {
+  // A bf16 pool holds the truth rounded to bf16.
+  PagedFixture(const ModelConfig& config, const std::vector<int>& contexts, const std::vector<int>& newTokens,
+               DType poolDtype = DType::kF32)
+      : c(config), dtype(poolDtype) {
     const int entry = c.cacheEntrySize();
     int numBlocks = 0;
     for (int ctx : contexts) numBlocks += (ctx + blockSize - 1) / blockSize + 1;
@@ -149,6 +154,8 @@ struct PagedFixture {
       for (int b = 0; b < 3; ++b) table.push_back(1 << 28);  // unused slots: out of range
       tables.push_back(table);
       entries.push_back(randn(static_cast<size_t>(ctx) * entry));
+      if (dtype == DType::kBF16)
+        for (float& v : entries.back()) v = bf16ToFloat(floatToBf16(v));
       for (int t = 0; t < ctx; ++t) {
         float* dst = pool.data() + (static_cast<size_t>(table[t / blockSize]) * blockSize + t % blockSize) * entry;
         std::copy_n(entries.back().data() + static_cast<size_t>(t) * entry, entry, dst);
@@ -163,10 +170,15 @@ struct PagedFixture {
       offset += newTokens[s];
     }
     batch.numTokens = offset;
+    if (dtype == DType::kBF16)
+      for (float v : pool) poolBf16.push_back(floatToBf16(v));
     dummyTokens.assign(static_cast<size_t>(offset), 0);
     batch.tokenIds = dummyTokens.data();
   }
-  cpu::PagedLayer layer() { return cpu::PagedLayer{pool.data(), blockSize, c.cacheEntrySize()}; }
+  cpu::PagedLayer layer() {
+    if (dtype == DType::kBF16) return cpu::PagedLayer{poolBf16.data(), blockSize, c.cacheEntrySize(), DType::kBF16};
+    return cpu::PagedLayer{pool.data(), blockSize, c.cacheEntrySize()};
+  }
 };
 
 static void softmaxInPlace(std::vector<double>& s) {
@@ -179,9 +191,11 @@ static void softmaxInPlace(std::vector<double>& s) {
 TEST(gqa_attention_matches_reference) {
   ModelConfig c;
   c.numHeads = 4; c.numKvHeads = 2; c.headDim = 16; c.softmaxScale = 0.25f;
-  for (int window : {0, 5}) {
+  // Contexts past one chunk (8 blocks of 4) and prompts past one tile (16 tokens) take the split
+  // and merged paths; a bf16 pool is read exactly as its values.
+  for (auto [window, dtype] : {std::pair{0, DType::kF32}, {5, DType::kF32}, {0, DType::kBF16}, {37, DType::kBF16}}) {
     c.slidingWindow = window;
-    PagedFixture f(c, {1, 9, 20, 6}, {1, 9, 3, 1});
+    PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 1, 1, 40}, dtype);
     auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * 16);
     std::vector<float> out(q.size());
     ThreadPool pool(2);
@@ -209,7 +223,7 @@ TEST(gqa_attention_matches_reference) {
       }
     }
     const double err = normErr(out, ref);
-    EXPECT_MSG(err < 1e-5, "window %d err %g", window, err);
+    EXPECT_MSG(err < 1e-5, "window %d %s err %g", window, dtypeName(dtype), err);
   }
 }
 
@@ -222,7 +236,8 @@ TEST(mla_absorbed_and_expanded_match_reference) {
   auto kvbW = randn(static_cast<size_t>(H) * (N + V) * L, 0.3f);
   std::vector<uint16_t> kvbBf(kvbW.size());
   for (size_t i = 0; i < kvbW.size(); ++i) { kvbBf[i] = floatToBf16(kvbW[i]); kvbW[i] = bf16ToFloat(kvbBf[i]); }
-  PagedFixture f(c, {1, 7, 13, 21}, {1, 7, 2, 1});
+  for (DType poolDtype : {DType::kF32, DType::kBF16}) {
+  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype);
   auto q = randn(static_cast<size_t>(f.batch.numTokens) * H * (N + R));
   // Reference: expand every cached latent through kv_b_proj, then multi-head attention, in double.
   std::vector<double> ref(static_cast<size_t>(f.batch.numTokens) * H * V);
@@ -260,6 +275,7 @@ TEST(mla_absorbed_and_expanded_match_reference) {
     cpu::mlaExpandedAttention(pool, c, f.batch, q.data(), kvB, f.layer(), expanded.data());
     EXPECT_MSG(normErr(absorbed, ref) < 1e-5, "absorbed %g", normErr(absorbed, ref));
     EXPECT_MSG(normErr(expanded, ref) < 1e-5, "expanded %g", normErr(expanded, ref));
+  }
   }
 }
 

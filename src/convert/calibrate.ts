@@ -13,7 +13,7 @@ export interface PassOptions {
 
 async function withEngine<T>(dir: string, seq: number, threads: number | undefined, fn: (e: NativeEngine) => Promise<T>): Promise<T> {
   const engine = await native().loadEngine({
-    modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(seq) * Math.ceil(seq / 64) + 1, enablePrefixCaching: false,
+    modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(seq) * Math.ceil(seq / 64) + 1, enablePrefixCaching: false, kvCacheDtype: "f32",
   });
   try {
     return await fn(engine);

@@ -39,7 +39,7 @@ const LATENT_EPS = 1e-6; // Hugging Face's DeepseekV3RMSNorm default, as its att
 
 /** Runs the calibration windows through a model folder for the given statistics. */
 async function pass(dir: string, wins: number[][], requests: StatisticRequest[], threads: number | undefined, onProgress: (d: number) => void) {
-  const engine = await native().loadEngine({ modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(wins[0]!.length) * Math.ceil(wins[0]!.length / 64) + 1, enablePrefixCaching: false });
+  const engine = await native().loadEngine({ modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(wins[0]!.length) * Math.ceil(wins[0]!.length / 64) + 1, enablePrefixCaching: false, kvCacheDtype: "f32" });
   try {
     engine.beginStatistics(requests);
     const last = Math.max(...requests.map((r) => r.layer));

@@ -95,6 +95,8 @@ export interface LoadOptions {
   gpuMemoryUtilization?: number;
   enablePrefixCaching?: boolean;
   poisonCache?: boolean;
+  /** The KV cache's values: bf16 (default; the CUDA backend's only choice) or f32 (CPU). */
+  kvCacheDtype?: "bf16" | "f32";
   mlaPath?: "auto" | "absorbed" | "expanded";
   /** The step limits the CUDA workspace is reserved for (the scheduler's): tokens and sequences per step, context length. */
   maxNumBatchedTokens?: number;
