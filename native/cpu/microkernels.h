@@ -54,9 +54,10 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
 }
 
 // y[a][0..n) += Σ_t coef[a][t] · b[t][0..n) for a < MR, t < count, summed over t in order.
-// b[t] is a row of at least n floats; coef[a] has `count` weights; y[a] n floats.
-template <int MR>
-inline void axpyTile(const float* const* coef, const float* const* b, int count, float* const* y, int n) {
+// b[t] is a row of at least n values (float, or bf16 widened as it is read); coef[a] has `count`
+// weights; y[a] n floats.
+template <int MR, typename T>
+inline void axpyTile(const float* const* coef, const T* const* b, int count, float* const* y, int n) {
   int j = 0;
 #ifdef MLA_AVX2
   for (; j + 32 <= n; j += 32) {
@@ -64,8 +65,8 @@ inline void axpyTile(const float* const* coef, const float* const* b, int count,
     for (int a = 0; a < MR; ++a)
       for (int v = 0; v < 4; ++v) acc[a][v] = _mm256_loadu_ps(y[a] + j + 8 * v);
     for (int t = 0; t < count; ++t) {
-      const float* bt = b[t] + j;
-      const __m256 b0 = _mm256_loadu_ps(bt), b1 = _mm256_loadu_ps(bt + 8), b2 = _mm256_loadu_ps(bt + 16), b3 = _mm256_loadu_ps(bt + 24);
+      const T* bt = b[t] + j;
+      const __m256 b0 = load8(bt), b1 = load8(bt + 8), b2 = load8(bt + 16), b3 = load8(bt + 24);
       for (int a = 0; a < MR; ++a) {
         const __m256 c = _mm256_set1_ps(coef[a][t]);
         acc[a][0] = _mm256_fmadd_ps(c, b0, acc[a][0]);
@@ -81,7 +82,7 @@ inline void axpyTile(const float* const* coef, const float* const* b, int count,
     __m256 acc[MR];
     for (int a = 0; a < MR; ++a) acc[a] = _mm256_loadu_ps(y[a] + j);
     for (int t = 0; t < count; ++t) {
-      const __m256 bv = _mm256_loadu_ps(b[t] + j);
+      const __m256 bv = load8(b[t] + j);
       for (int a = 0; a < MR; ++a) acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(coef[a][t]), bv, acc[a]);
     }
     for (int a = 0; a < MR; ++a) _mm256_storeu_ps(y[a] + j, acc[a]);
@@ -90,7 +91,7 @@ inline void axpyTile(const float* const* coef, const float* const* b, int count,
   for (; j < n; ++j) {
     for (int a = 0; a < MR; ++a) {
       float s = y[a][j];
-      for (int t = 0; t < count; ++t) s = std::fma(coef[a][t], b[t][j], s);
+      for (int t = 0; t < count; ++t) s = std::fma(coef[a][t], scalarOf(b[t][j]), s);
       y[a][j] = s;
     }
   }

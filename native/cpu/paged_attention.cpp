@@ -24,13 +24,6 @@ void PagedLayer::read(const int32_t* blockTable, int pos, int offset, float* dst
   toFloat(dtype, static_cast<const unsigned char*>(base) + i * dtypeSize(dtype), dst, static_cast<size_t>(count));
 }
 
-const float* PagedLayer::blockFloats(int32_t block, int count, float* scratch) const {
-  const size_t first = static_cast<size_t>(block) * static_cast<size_t>(blockSize) * static_cast<size_t>(entrySize);
-  if (dtype == DType::kF32) return static_cast<const float*>(base) + first;
-  toFloat(DType::kBF16, static_cast<const uint16_t*>(base) + first, scratch, static_cast<size_t>(count) * entrySize);
-  return scratch;
-}
-
 namespace {
 
 constexpr int kTileTokens = 16;  // query tokens of one work item
@@ -86,7 +79,12 @@ class Attention {
 
   void run(ThreadPool& pool, float* out) {
     const int n = static_cast<int>(items_.size());
-    forEachDynamic(pool, n, [&](int i) { runItem(items_[static_cast<size_t>(n - 1 - i)]); });  // the largest last
+    // The largest items are last: start them first. A BF16 cache is read as it is, widened in registers.
+    forEachDynamic(pool, n, [&](int i) {
+      const Item& item = items_[static_cast<size_t>(n - 1 - i)];
+      if (cache_.dtype == DType::kBF16) runItem<uint16_t>(item);
+      else runItem<float>(item);
+    });
     forEachDynamic(pool, static_cast<int>(tiles_.size()), [&](int t) { merge(tiles_[static_cast<size_t>(t)], out); });
   }
 
@@ -96,6 +94,7 @@ class Attention {
     return layout_.window > 0 ? std::max(0, lastPos(query, token) - layout_.window + 1) : 0;
   }
 
+  template <typename T>
   void runItem(const Item& item) {
     const HeadLayout& lay = layout_;
     const PagedQuery& query = queries_[static_cast<size_t>(item.query)];
@@ -108,9 +107,9 @@ class Attention {
     std::fill(l, l + rows, 0.0f);
     std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
 
-    std::vector<float> widened(cache_.dtype == DType::kF32 ? 0 : static_cast<size_t>(bs) * E);
     std::vector<float> scores(static_cast<size_t>(groupRows) * bs);
-    std::vector<const float*> qRows(static_cast<size_t>(groupRows)), keys(static_cast<size_t>(bs)), values(static_cast<size_t>(bs));
+    std::vector<const float*> qRows(static_cast<size_t>(groupRows));
+    std::vector<const T*> keys(static_cast<size_t>(bs)), values(static_cast<size_t>(bs));
     std::vector<const float*> coefRows(static_cast<size_t>(groupRows));
     std::vector<float*> accRows(static_cast<size_t>(groupRows));
     std::vector<int> rowOf(static_cast<size_t>(groupRows));  // group row -> tile row
@@ -121,10 +120,10 @@ class Attention {
       const int t0 = std::max(0, tileFirst - pos0), t1 = std::min(bs, tileLast + 1 - pos0);  // never past the last written entry
       if (t1 <= t0) continue;
       const int n = t1 - t0;
-      const float* entries = cache_.blockFloats(query.blockTable[b], t1, widened.data());
+      const T* entries = cache_.blockData<T>(query.blockTable[b]);
       for (int g = 0; g < groups; ++g) {
         for (int t = 0; t < n; ++t) {
-          const float* e = entries + static_cast<size_t>(t0 + t) * E + static_cast<size_t>(g) * lay.kvStride;
+          const T* e = entries + static_cast<size_t>(t0 + t) * E + static_cast<size_t>(g) * lay.kvStride;
           keys[static_cast<size_t>(t)] = e + lay.kBase;
           values[static_cast<size_t>(t)] = e + lay.vBase;
         }
@@ -169,10 +168,11 @@ class Attention {
   }
 
   // scores[r][t] = q[r] · k[t] · scale for r < rows, t < n (row stride `stride`).
-  void blockScores(const float* const* q, int rows, const float* const* k, int n, float* scores, int stride) const {
+  template <typename T>
+  void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride) const {
     for (int t = 0; t < n; t += 4) {
       const int count = std::min(4, n - t);
-      const float* kt[4];
+      const T* kt[4];
       for (int c = 0; c < 4; ++c) kt[c] = k[std::min(t + c, n - 1)];
       auto store = [&](int r, const float* v) {
         for (int c = 0; c < count; ++c) scores[static_cast<size_t>(r) * stride + t + c] = v[c] * layout_.scale;

@@ -29,9 +29,11 @@ struct PagedLayer {
   void write(const int32_t* blockTable, int pos, int offset, const float* src, int count) const;
   // Reads them back as floats.
   void read(const int32_t* blockTable, int pos, int offset, float* dst, int count) const;
-  // The first `count` entries of block `block` as floats [count][entrySize]: the pool itself when
-  // it is F32, else widened into `scratch`.
-  const float* blockFloats(int32_t block, int count, float* scratch) const;
+  // Block `block`'s entries [blockSize][entrySize] as stored (T: float for F32, uint16_t for BF16).
+  template <typename T>
+  const T* blockData(int32_t block) const {
+    return static_cast<const T*>(base) + static_cast<size_t>(block) * static_cast<size_t>(blockSize) * static_cast<size_t>(entrySize);
+  }
 };
 
 // How query heads read a cache entry: query head h uses key/value head g = h / headsPerKv, whose

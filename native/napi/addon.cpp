@@ -5,6 +5,7 @@
 #include "engine/backends.h"
 #include "mla/kernel_shapes.h"
 #include "napi/linalg_wrap.h"
+#include "cpu/bandwidth.h"
 
 namespace {
 
@@ -32,6 +33,17 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
     shapes.Set(i++, pair);
   }
   exports.Set("mlaKernelShapes", shapes);
+  // memoryReadBandwidth(mib, threads): bytes/s of streaming a buffer of `mib` MiB (benchmarks' floor).
+  exports.Set("memoryReadBandwidth", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const double mib = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 1024;
+    const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    if (!(mib >= 64 && mib <= 65536) || threads < 0 || threads > 1024) {
+      Napi::TypeError::New(info.Env(), "memoryReadBandwidth(mib in [64, 65536], threads >= 0)").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    mla::ThreadPool pool(threads);
+    return Napi::Number::New(info.Env(), mla::cpu::readBandwidth(pool, static_cast<size_t>(mib * (1 << 20)), 5));
+  }, "memoryReadBandwidth"));
   return exports;
 }
 

@@ -166,6 +166,8 @@ export interface NativeModule {
   buildInfo: { cuda: boolean; devices: string };
   /** (kv_lora_rank, qk_rope_head_dim) pairs the fused CUDA MLA decode kernel is instantiated for. */
   mlaKernelShapes: [number, number][];
+  /** Bytes per second of streaming a buffer of `mib` MiB on `threads` threads (0: all cores): the floor benchmarks compare decode with. */
+  memoryReadBandwidth(mib: number, threads: number): number;
   linalg: {
     /** Symmetric eigendecomposition: values descending; vectors [n, n], column c for values[c]. */
     eigh(a: Float64Array, n: number): Promise<{ values: Float64Array; vectors: Float64Array }>;

@@ -1,0 +1,35 @@
+// The CPU matmul (BF16 weights) at a 1 B Llama's shapes: GFLOP/s for prefill-sized m and GB/s of
+// weights for decode-sized m.   bench_matmul [threads]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "cpu/matmul.h"
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
+  mla::ThreadPool pool(threads);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::printf("threads %d\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads());
+  const int shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}};
+  for (auto [n, k] : shapes) {
+    std::vector<uint16_t> w(static_cast<size_t>(n) * k);
+    for (auto& v : w) v = mla::floatToBf16(normal(rng));
+    const mla::Matrix m{w.data(), mla::DType::kBF16, n, k};
+    for (int rows : {1, 8, 64, 512}) {
+      std::vector<float> x(static_cast<size_t>(rows) * k), y(static_cast<size_t>(rows) * n);
+      for (auto& v : x) v = normal(rng);
+      double best = 1e9;
+      for (int rep = 0; rep < (rows >= 512 ? 3 : 20); ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        mla::cpu::matmul(pool, x.data(), rows, m, nullptr, y.data());
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("%4d %5d %5d | %7.3f | %7.1f | %6.1f\n", rows, n, k, best * 1e3, 2.0 * rows * n * k / best / 1e9, 2.0 * n * k / best / 1e9);
+    }
+  }
+}
