@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 
-import { sampleWindows } from "../dist/src/convert/windows.js";
+import { sampleWindows } from "../dist/src/eval/windows.js";
 import { Tokenizer } from "../dist/src/tokenizer/tokenizer.js";
 
 const [file = "../shared/corpus/train.txt", out = "models/recipes/gutenberg-tiny-mla/calibration-windows.u16.gz"] = process.argv.slice(2);

@@ -17,6 +17,13 @@ constexpr int kLogitChunk = 32;  // logit rows computed at a time: bounds memory
 constexpr float kLatentNormEps = 1e-6f;  // q_a_layernorm / kv_a_layernorm, as Hugging Face
 
 const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+// A workspace buffer holding `n` values: it keeps its largest allocation, so steps stop allocating
+// (and faulting in fresh pages) once the largest step has run. Every value is written before read.
+std::vector<float>& sized(std::vector<float>& buffer, size_t n) {
+  buffer.resize(n);
+  return buffer;
+}
 }  // namespace
 
 CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype)
@@ -64,14 +71,16 @@ void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, 
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
   const int T = batch.numTokens, D = c.headDim, qDim = c.numHeads * D, kvDim = c.numKvHeads * D;
-  std::vector<float> q(static_cast<size_t>(T) * qDim), k(static_cast<size_t>(T) * kvDim), v(static_cast<size_t>(T) * kvDim);
+  std::vector<float>& q = sized(ws_.q, static_cast<size_t>(T) * qDim);
+  std::vector<float>& k = sized(ws_.k, static_cast<size_t>(T) * kvDim);
+  std::vector<float>& v = sized(ws_.v, static_cast<size_t>(T) * kvDim);
   matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
   matmul(pool_, h, T, w.k, orNull(w.kBias), k.data());
   matmul(pool_, h, T, w.v, orNull(w.vBias), v.data());
   if (observer) {
-    observer->observe(layer, "q", q.data(), T, qDim);
-    observer->observe(layer, "k", k.data(), T, kvDim);
-    observer->observe(layer, "v", v.data(), T, kvDim);
+    observer->observe(layer, ObservePoint::kQ, q.data(), T, qDim);
+    observer->observe(layer, ObservePoint::kK, k.data(), T, kvDim);
+    observer->observe(layer, ObservePoint::kV, v.data(), T, kvDim);
   }
   const PagedLayer cache = cacheLayer(layer);
   std::vector<float> e(static_cast<size_t>(2) * kvDim);  // a cache entry: [K heads | V heads]
@@ -94,11 +103,12 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
   const ModelConfig& c = config_;
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
   const int T = batch.numTokens, L = c.kvLoraRank, R = c.qkRopeHeadDim, qHead = c.qkNopeHeadDim + R;
-  std::vector<float> q(static_cast<size_t>(T) * c.numHeads * qHead), kva(static_cast<size_t>(T) * (L + R));
+  std::vector<float>& q = sized(ws_.q, static_cast<size_t>(T) * c.numHeads * qHead);
+  std::vector<float>& kva = sized(ws_.k, static_cast<size_t>(T) * (L + R));
   if (!w.qA.empty()) {
-    std::vector<float> qa(static_cast<size_t>(T) * c.qLoraRank);
+    std::vector<float>& qa = sized(ws_.v, static_cast<size_t>(T) * c.qLoraRank);
     matmul(pool_, h, T, w.qA, orNull(w.qABias), qa.data());
-    if (observer) observer->observe(layer, "q_a", qa.data(), T, c.qLoraRank);
+    if (observer) observer->observe(layer, ObservePoint::kQA, qa.data(), T, c.qLoraRank);
     if (!w.qANorm.empty()) rmsNorm(qa.data(), w.qANorm.data(), T, c.qLoraRank, kLatentNormEps, qa.data());
     matmul(pool_, qa.data(), T, w.qB, orNull(w.qBias), q.data());
   } else {
@@ -106,8 +116,8 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
   }
   matmul(pool_, h, T, w.kvA, orNull(w.kvABias), kva.data());
   if (observer) {
-    observer->observe(layer, "q", q.data(), T, c.numHeads * qHead);
-    observer->observe(layer, "kv_a", kva.data(), T, L + R);
+    observer->observe(layer, ObservePoint::kQ, q.data(), T, c.numHeads * qHead);
+    observer->observe(layer, ObservePoint::kKvA, kva.data(), T, L + R);
   }
   const PagedLayer cache = cacheLayer(layer);
   std::vector<float> e(static_cast<size_t>(L + R));  // a cache entry: [c_kv | k_pe]
@@ -139,7 +149,8 @@ void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, 
 void CpuBackend::mlpLayer(int layer, int T, const float* h, float* out) {
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
   const size_t ffn = static_cast<size_t>(config_.intermediateSize);
-  std::vector<float> gate(T * ffn), up(T * ffn);
+  std::vector<float>& gate = sized(ws_.gate, T * ffn);
+  std::vector<float>& up = sized(ws_.up, T * ffn);
   matmul(pool_, h, T, w.gate, nullptr, gate.data());
   matmul(pool_, h, T, w.up, nullptr, up.data());
   siluMul(gate.data(), up.data(), gate.size(), gate.data());
@@ -153,20 +164,23 @@ void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& option
   check(cache_ != nullptr, "cache not allocated");
   const int T = batch.numTokens, hidden = c.hiddenSize;
   const size_t attnWidth = static_cast<size_t>(c.numHeads) * c.valueHeadDim();
-  std::vector<float> x(static_cast<size_t>(T) * hidden), h(x.size()), attn(T * attnWidth), delta(x.size());
+  std::vector<float>& x = sized(ws_.x, static_cast<size_t>(T) * hidden);
+  std::vector<float>& h = sized(ws_.h, x.size());
+  std::vector<float>& attn = sized(ws_.attn, T * attnWidth);
+  std::vector<float>& delta = sized(ws_.delta, x.size());
   embedTokens(weights_.embed, batch.tokenIds, T, x.data());
   for (int l = 0; l <= lastLayer; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     rmsNorm(x.data(), w.inputNorm.data(), T, hidden, c.rmsNormEps, h.data());
-    if (observer) observer->observe(l, "attn_norm", h.data(), T, hidden);
+    if (observer) observer->observe(l, ObservePoint::kAttnNorm, h.data(), T, hidden);
     if (l == lastLayer && options.stopAtAttentionInput) break;
     if (c.isMla()) mlaLayer(l, batch, h.data(), attn.data(), options.mlaPath, observer);
     else gqaLayer(l, batch, h.data(), attn.data(), observer);
-    if (observer) observer->observe(l, "attn_out", attn.data(), T, static_cast<int>(attnWidth));
+    if (observer) observer->observe(l, ObservePoint::kAttnOut, attn.data(), T, static_cast<int>(attnWidth));
     matmul(pool_, attn.data(), T, w.o, orNull(w.oBias), delta.data());
     addInPlace(x.data(), delta.data(), x.size());
     rmsNorm(x.data(), w.postAttentionNorm.data(), T, hidden, c.rmsNormEps, h.data());
-    if (observer) observer->observe(l, "mlp_norm", h.data(), T, hidden);
+    if (observer) observer->observe(l, ObservePoint::kMlpNorm, h.data(), T, hidden);
     mlpLayer(l, T, h.data(), delta.data());
     addInPlace(x.data(), delta.data(), x.size());
   }

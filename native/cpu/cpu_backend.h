@@ -49,6 +49,13 @@ class CpuBackend : public Backend {
   int numBlocks_ = 0;
   int blockSize_ = 64;
 
+  // Activations of one step, allocated once (grown to the largest step): x, h, delta [T, hidden];
+  // attn [T, heads * v_head]; q, k, v the attention projections (MLA: q, kv_a in k, q_a in v);
+  // gate, up [T, ffn].
+  struct Workspace {
+    std::vector<float> x, h, attn, delta, q, k, v, gate, up;
+  } ws_;
+
   std::vector<float> finalHidden_;  // [logit rows, hidden], final norm applied
   int numLogitRows_ = 0;
   std::vector<float> logitsChunk_;  // [chunk rows, vocab]

@@ -5,7 +5,6 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
-#include "cpu/cpu_backend.h"
 #include "engine/backends.h"
 
 namespace mla {
@@ -17,18 +16,6 @@ ModelConfig loadConfig(const std::string& dir) {
   if (!isDirectory(dir)) throw Error("model folder not found: " + dir);
   if (!fileExists(path)) throw Error("model folder has no config.json: " + dir);
   return parseModelConfig(readTextFile(path));
-}
-
-// "cuda" -> 0, "cuda:3" -> 3.
-int cudaDeviceIndex(const std::string& device) {
-  if (device == "cuda") return 0;
-  try {
-    size_t used = 0;
-    const int i = std::stoi(device.substr(5), &used);
-    if (used == device.size() - 5 && i >= 0) return i;
-  } catch (const std::exception&) {
-  }
-  throw Error("unsupported device \"" + device + "\" (expected cpu, cuda or cuda:N)");
 }
 
 }  // namespace
@@ -54,14 +41,7 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   ModelConfig config = loadConfig(options.modelDir);
   auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(config)));
   engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_);
-  if (options.device == "cpu") {
-    engine->backend_ = std::make_unique<cpu::CpuBackend>(engine->config_, engine->weights_->weights(), options.numThreads, options.cacheDtype);
-  } else if (options.device.rfind("cuda", 0) == 0) {
-    if (options.cacheDtype != DType::kBF16) throw Error("the CUDA backend keeps its KV cache in bf16: drop the f32 cache option");
-    engine->backend_ = makeCudaBackend(engine->config_, engine->weights_->weights(), cudaDeviceIndex(options.device), options.limits);
-  } else {
-    throw Error("unsupported device \"" + options.device + "\" (expected cpu, cuda or cuda:N)");
-  }
+  engine->backend_ = makeBackend(options, engine->config_, engine->weights_->weights());
   engine->blocks_ = std::make_unique<BlockManager>(engine->numBlocksFor(), options.blockSize, options.enablePrefixCaching);
   engine->backend_->allocateCache(engine->blocks_->numBlocks(), options.blockSize, options.poisonCache);
   return engine;

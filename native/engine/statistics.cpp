@@ -20,8 +20,8 @@ int StatisticsCollector::lastLayer() const {
   return last;
 }
 
-void StatisticsCollector::observe(int layer, const std::string& point, const float* x, int rows, int cols) {
-  if (point == "attn_norm") {
+void StatisticsCollector::observe(int layer, ObservePoint point, const float* x, int rows, int cols) {
+  if (point == ObservePoint::kAttnNorm) {
     for (const auto& r : requests_) {
       if (r.layer != layer || r.kind != StatRequest::Kind::kNormalizedMoments) continue;
       Input& in = inputs_[static_cast<size_t>(layer)];
@@ -36,7 +36,7 @@ void StatisticsCollector::observe(int layer, const std::string& point, const flo
     if (r.layer != layer || r.point != point) continue;
     const int end = r.colEnd < 0 ? cols : r.colEnd;
     check(r.colBegin >= 0 && r.colBegin < end && end <= cols,
-          "statistics: columns [" + std::to_string(r.colBegin) + ", " + std::to_string(end) + ") are outside " + point +
+          "statistics: columns [" + std::to_string(r.colBegin) + ", " + std::to_string(end) + ") are outside " + observePointName(point) +
               "'s " + std::to_string(cols) + " columns at layer " + std::to_string(layer));
     const int n = end - r.colBegin + (r.appendOne && r.kind == StatRequest::Kind::kCovariance ? 1 : 0);
     StatResult& out = results_[i];
@@ -102,7 +102,7 @@ void StatisticsCollector::accumulateRmsFit(const StatRequest& r, StatResult& out
 
 void StatisticsCollector::accumulateNormalizedMoments(const StatRequest& r, StatResult& out, const float* x, int rows, int cols, int begin, int n) {
   const Input& in = inputs_[static_cast<size_t>(r.layer)];
-  check(in.rows == rows && in.width > 0, "statistics: " + r.point + " at layer " + std::to_string(r.layer) +
+  check(in.rows == rows && in.width > 0, "statistics: " + std::string(observePointName(r.point)) + " at layer " + std::to_string(r.layer) +
                                              " came without its attention input (normalized moments)");
   const int m = in.width;
   check(out.data.size() == static_cast<size_t>(m + 1 + n) * n, "statistics: the attention input's width changed between batches");

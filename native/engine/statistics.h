@@ -21,7 +21,7 @@ struct StatRequest {
     kNormalizedMoments,
   };
   int layer = 0;
-  std::string point;  // "attn_norm", "q", "k", "v", "kv_a", "attn_out", "mlp_norm"
+  ObservePoint point = ObservePoint::kAttnNorm;
   int colBegin = 0;
   int colEnd = -1;  // -1: to the last column
   Kind kind = Kind::kCovariance;
@@ -40,7 +40,7 @@ struct StatResult {
 class StatisticsCollector : public ActivationObserver {
  public:
   StatisticsCollector(std::vector<StatRequest> requests, int numThreads);
-  void observe(int layer, const std::string& point, const float* x, int rows, int cols) override;
+  void observe(int layer, ObservePoint point, const float* x, int rows, int cols) override;
   const std::vector<StatRequest>& requests() const { return requests_; }
   std::vector<StatResult>& results() { return results_; }
   // The highest layer any request needs (forward can stop there).

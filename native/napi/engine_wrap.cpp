@@ -225,7 +225,11 @@ Napi::Value EngineWrap::beginStatistics(const Napi::CallbackInfo& info) {
     StatRequest r;
     r.layer = static_cast<int>(intField(o, "layer", 0, true));
     if (r.layer < 0 || r.layer >= engine_->config().numLayers) throwType(info.Env(), "requests[" + std::to_string(i) + "].layer is out of range");
-    r.point = stringField(o, "point", "");
+    const std::string point = stringField(o, "point", "");
+    if (!observePointNamed(point, r.point)) {
+      throwType(info.Env(), "requests[" + std::to_string(i) + "].point \"" + point +
+                                "\" is not an observation point (attn_norm, q, k, v, q_a, kv_a, attn_out, mlp_norm)");
+    }
     const std::string kind = stringField(o, "kind", "covariance");
     if (kind == "covariance") r.kind = StatRequest::Kind::kCovariance;
     else if (kind == "rmsFit") r.kind = StatRequest::Kind::kRmsFit;

@@ -1,6 +1,7 @@
 #include "napi/linalg_wrap.h"
 
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -25,6 +26,14 @@ Napi::Float64Array toJs(Napi::Env env, const std::vector<double>& v) {
   return out;
 }
 
+// One pool for every linalg call (a pool per call started a thread per core each time); calls run
+// one at a time, as they would compete for the same cores anyway.
+std::mutex linalgMutex;
+ThreadPool& linalgPool() {
+  static ThreadPool* pool = new ThreadPool(0);  // never destroyed: a call may still run at exit
+  return *pool;
+}
+
 class EighWorker : public Napi::AsyncWorker {
  public:
   EighWorker(Napi::Env env, std::vector<double> a, int n)
@@ -32,8 +41,8 @@ class EighWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      ThreadPool pool(0);
-      result_ = linalg::symmetricEigen(pool, a_.data(), n_);
+      std::lock_guard<std::mutex> lock(linalgMutex);
+      result_ = linalg::symmetricEigen(linalgPool(), a_.data(), n_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -60,8 +69,8 @@ class MatmulWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
-    ThreadPool pool(0);
-    c_ = linalg::matmul(pool, a_.data(), b_.data(), m_, k_, n_, ta_, tb_);
+    std::lock_guard<std::mutex> lock(linalgMutex);
+    c_ = linalg::matmul(linalgPool(), a_.data(), b_.data(), m_, k_, n_, ta_, tb_);
   }
   void OnOK() override { deferred_.Resolve(toJs(Env(), c_)); }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }

@@ -1,6 +1,6 @@
 // mla-serve ppl: perplexity of a model on a text file (TransMLA's convention).
-import { perplexity } from "../convert/perplexity.js";
-import { readText, windows } from "../convert/windows.js";
+import { perplexity } from "../eval/perplexity.js";
+import { readText, windows } from "../eval/windows.js";
 import { loadModel } from "../model/load.js";
 import { parseFlags, usage, UsageError, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";

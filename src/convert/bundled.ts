@@ -6,7 +6,7 @@ import { gunzipSync } from "node:zlib";
 import { packageRoot } from "../paths.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { AsMlaOptions } from "./as_mla.js";
-import { readText, windows } from "./windows.js";
+import { readText, windows } from "../eval/windows.js";
 
 interface RecipeFile {
   source: string;

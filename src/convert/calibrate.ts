@@ -3,8 +3,8 @@
 import { native } from "../native/binding.js";
 import type { NativeEngine, StatisticRequest } from "../native/types.js";
 import { Mat } from "./matrix.js";
-import { perplexity, type PerplexityResult } from "./perplexity.js";
-import { forEachWindowBatch, windowsPerCall } from "./window_batches.js";
+import { perplexity, type PerplexityResult } from "../eval/perplexity.js";
+import { forEachWindowBatch, windowsPerCall } from "../eval/window_batches.js";
 
 export interface PassOptions {
   threads?: number;

@@ -50,25 +50,25 @@ function padColumns(m: Mat, cols: number): Mat {
 
 export class Conversion {
   readonly ckpt: Checkpoint;
-  readonly s: SourceShape;
-  readonly p: Plan;
+  readonly source: SourceShape;
+  readonly plan: Plan;
   readonly work: string;
   readonly kept: string[];
   readonly seconds: Record<string, number> = {};
   readonly layers: number[];
   private readonly forgetWork: () => void;
 
-  constructor(readonly o: ConvertOptions, readonly r: Reporter) {
-    this.ckpt = new Checkpoint(o.model);
-    this.s = sourceShape(this.ckpt);
-    checkOptions(o, this.s); // the target and the split first: they say most about what to pass instead
-    const needsText = !o.tokenWindows && (!o.exact || o.eval !== null);
-    if (needsText && !existsSync(path.join(o.model, "tokenizer.json"))) {
-      throw new Error(`${o.model} has no tokenizer.json: calibration and evaluation text need one`);
+  constructor(readonly options: ConvertOptions, readonly reporter: Reporter) {
+    this.ckpt = new Checkpoint(options.model);
+    this.source = sourceShape(this.ckpt);
+    checkOptions(options, this.source); // the target and the split first: they say most about what to pass instead
+    const needsText = !options.tokenWindows && (!options.exact || options.eval !== null);
+    if (needsText && !existsSync(path.join(options.model, "tokenizer.json"))) {
+      throw new Error(`${options.model} has no tokenizer.json: calibration and evaluation text need one`);
     }
-    this.p = plan(o, this.ckpt, this.s, needsText ? Tokenizer.load(o.model) : null);
+    this.plan = plan(options, this.ckpt, this.source, needsText ? Tokenizer.load(options.model) : null);
     this.kept = keptSourceTensors(this.ckpt, isAttentionInput);
-    this.layers = [...Array(this.s.numLayers).keys()];
+    this.layers = [...Array(this.source.numLayers).keys()];
     sweepDead(tmpdir(), (name) => pidAfter(name, "mla-convert-"));
     this.work = mkdtempSync(path.join(tmpdir(), `mla-convert-${process.pid}-`));
     this.forgetWork = removeOnSignal(this.work);
@@ -89,32 +89,32 @@ export class Conversion {
   }
 
   maxRank(ropeDim: number): number {
-    return 2 * this.s.latent - ropeDim;
+    return 2 * this.source.latent - ropeDim;
   }
 
   ropeShape(split: Split): RopeShape {
-    return { numKvHeads: this.s.numKvHeads, headDim: this.s.headDim, freqfold: split.freqfold, collapse: this.s.headDim / split.ropeDim };
+    return { numKvHeads: this.source.numKvHeads, headDim: this.source.headDim, freqfold: split.freqfold, collapse: this.source.headDim / split.ropeDim };
   }
 
   async perplexity(label: string, dir: string, wins: number[][] | null): Promise<number | null> {
     if (!wins || wins.length === 0) return null;
-    const bar = this.r.stage(`perplexity: ${label}`, wins.length);
-    const result = await modelPerplexity(dir, wins, { threads: this.o.threads, onProgress: (d) => bar.update(d) });
+    const bar = this.reporter.stage(`perplexity: ${label}`, wins.length);
+    const result = await modelPerplexity(dir, wins, { threads: this.options.threads, onProgress: (d) => bar.update(d) });
     bar.done();
-    this.r.log(`perplexity (${label}): ${result.perplexity.toFixed(4)}`);
+    this.reporter.log(`perplexity (${label}): ${result.perplexity.toFixed(4)}`);
     return result.perplexity;
   }
 
   async attentionInputs(label: string, dir: string, layers: number[]): Promise<Mat[]> {
-    const bar = this.r.stage(`calibration: ${label}`, this.p.calibWindows.length);
-    const out = await attentionInputStats(dir, this.p.calibWindows, layers, { threads: this.o.threads, onProgress: (d) => bar.update(d) });
+    const bar = this.reporter.stage(`calibration: ${label}`, this.plan.calibWindows.length);
+    const out = await attentionInputStats(dir, this.plan.calibWindows, layers, { threads: this.options.threads, onProgress: (d) => bar.update(d) });
     bar.done();
     return out;
   }
 
   /** The RoRoPE latent map of layer l from its attention-input statistics. */
   async latentMap(l: number, sigma: Mat, split: Split): Promise<Mat> {
-    const a = readAttention(this.ckpt, this.s, l);
+    const a = readAttention(this.ckpt, this.source, l);
     const ck = await congruence(a.wk.withColumn(a.bk), sigma);
     const shape = this.ropeShape(split);
     return mlaLatentMap(await foldRotations(ck, shape), shape).map;
@@ -122,14 +122,14 @@ export class Conversion {
 
   /** The partial-RoPE layer: the MLA layout at full rank with the identity basis. */
   async partialLayer(l: number, map: Mat, split: Split): Promise<MlaLayer> {
-    const a = readAttention(this.ckpt, this.s, l);
-    const parts = await latentParts(a, this.s, map, split.ropeDim, 1);
-    return buildMlaLayer(a, this.s, map, split.ropeDim, parts, Mat.identity(parts.z.rows));
+    const a = readAttention(this.ckpt, this.source, l);
+    const parts = await latentParts(a, this.source, map, split.ropeDim, 1);
+    return buildMlaLayer(a, this.source, map, split.ropeDim, parts, Mat.identity(parts.z.rows));
   }
 
   /** BKV-PCA of layer l: balance, joint PCA of [k_nope; v] over the layer's inputs, keep the rank. */
   async finalLayer(l: number, sigma: Mat, map: Mat, split: Split): Promise<{ layer: MlaLayer; stats: LayerStats }> {
-    const { s, o } = this;
+    const { source: s, options: o } = this;
     const R = split.ropeDim;
     const a = readAttention(this.ckpt, s, l);
     const unbalanced = await latentParts(a, s, map, R, 1);
@@ -156,25 +156,25 @@ export class Conversion {
    * compression).
    */
   mlaShape(split: Split, form: "partial" | "norm-free" | "final"): MlaShape {
-    if (form === "partial") return { kvLoraRank: this.maxRank(split.ropeDim), ropeDim: split.ropeDim, qLoraRank: null, latentNorm: false, target: "mla-serve", attentionBias: this.s.hasBias };
-    const base = { kvLoraRank: split.kvLoraRank, ropeDim: split.ropeDim, qLoraRank: this.o.qLoraRank };
-    if (form === "norm-free" || this.o.target === "mla-serve") {
-      return { ...base, latentNorm: form === "final" && this.o.latentNorm, target: "mla-serve", attentionBias: this.s.hasBias };
+    if (form === "partial") return { kvLoraRank: this.maxRank(split.ropeDim), ropeDim: split.ropeDim, qLoraRank: null, latentNorm: false, target: "mla-serve", attentionBias: this.source.hasBias };
+    const base = { kvLoraRank: split.kvLoraRank, ropeDim: split.ropeDim, qLoraRank: this.options.qLoraRank };
+    if (form === "norm-free" || this.options.target === "mla-serve") {
+      return { ...base, latentNorm: form === "final" && this.options.latentNorm, target: "mla-serve", attentionBias: this.source.hasBias };
     }
-    return { ...base, latentNorm: true, target: this.o.target, attentionBias: this.keepsKvABias() };
+    return { ...base, latentNorm: true, target: this.options.target, attentionBias: this.keepsKvABias() };
   }
 
   /** The stock target keeps kv_a_proj_with_mqa's bias (Hugging Face, with attention_bias); others drop it. */
   keepsKvABias(): boolean {
-    const biases = TARGET_RULES[this.o.target].biases;
-    return this.s.hasBias && (biases === null || biases.includes("kv_a"));
+    const biases = TARGET_RULES[this.options.target].biases;
+    return this.source.hasBias && (biases === null || biases.includes("kv_a"));
   }
 
   mlaTensors(shape: MlaShape, layers: MlaLayer[], norms?: LatentNorms[]): NewTensors {
     const t: NewTensors = new Map();
     const stock = isStock(shape.target);
-    const bias = { query: !stock && this.s.hasBias, kvA: stock ? shape.attentionBias : this.s.hasBias };
-    layers.forEach((m, l) => addMlaLayer(t, l, m, bias, this.p.dtype, norms?.[l]));
+    const bias = { query: !stock && this.source.hasBias, kvA: stock ? shape.attentionBias : this.source.hasBias };
+    layers.forEach((m, l) => addMlaLayer(t, l, m, bias, this.plan.dtype, norms?.[l]));
     // vLLM and SGLang never tie lm_head: a tied source's embeddings are written as lm_head too.
     if (TARGET_RULES[shape.target].needsLmHead && !this.ckpt.has("lm_head.weight")) {
       const e = this.ckpt.entry("model.embed_tokens.weight");
@@ -185,7 +185,7 @@ export class Conversion {
 
   overlay(name: string, shape: MlaShape, layers: MlaLayer[], norms?: LatentNorms[]): string {
     const dir = path.join(this.work, name);
-    writeOverlay(dir, this.ckpt, mlaConfig(this.ckpt.config, this.s, shape, this.p.dtype, {}), this.mlaTensors(shape, layers, norms), this.kept);
+    writeOverlay(dir, this.ckpt, mlaConfig(this.ckpt.config, this.source, shape, this.plan.dtype, {}), this.mlaTensors(shape, layers, norms), this.kept);
     return dir;
   }
 }

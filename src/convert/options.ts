@@ -8,7 +8,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { checkRopeShape } from "./rorope.js";
 import type { SourceShape } from "./source.js";
 import { isStock, isTarget, TARGET_RULES, TARGETS, type Target } from "./targets.js";
-import { readText, sampleWindows, windows } from "./windows.js";
+import { readText, sampleWindows, windows } from "../eval/windows.js";
 
 export interface ConvertOptions {
   model: string;

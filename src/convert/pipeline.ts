@@ -59,24 +59,24 @@ function sourceWarnings(c: Conversion): string[] {
   const out: string[] = [];
   const cfg = c.ckpt.config;
   const window = cfg.sliding_window;
-  if (!c.o.exact && typeof window === "number" && window > 0 && window < Number(cfg.max_position_embeddings ?? Infinity)) {
+  if (!c.options.exact && typeof window === "number" && window > 0 && window < Number(cfg.max_position_embeddings ?? Infinity)) {
     out.push(`the source attends within a sliding window of ${window} tokens; the MLA model attends to the whole context`);
   }
-  if (!c.o.exact && c.s.hasBias && c.o.target === "mla-serve") {
+  if (!c.options.exact && c.source.hasBias && c.options.target === "mla-serve") {
     out.push("the source has q/k/v biases: the MLA model keeps a query bias (q_proj or q_b_proj), which mla-serve and TransMLA's code read but no stock loader does (convert with --target hf, vllm or sglang for them)");
   }
-  if (!c.o.exact && c.s.hasBias && isStock(c.o.target)) {
-    out.push(`the source has q/k/v biases: ${TARGET_RULES[c.o.target].name} builds no query bias` +
+  if (!c.options.exact && c.source.hasBias && isStock(c.options.target)) {
+    out.push(`the source has q/k/v biases: ${TARGET_RULES[c.options.target].name} builds no query bias` +
       (c.keepsKvABias() ? "" : " and no kv_a bias") + ": they are folded into the weights by least squares (see target.stock.carried, and perplexity normFree vs final)");
   }
-  if (isStock(c.o.target) && TARGET_RULES[c.o.target].needsLmHead && c.s.tied) {
+  if (isStock(c.options.target) && TARGET_RULES[c.options.target].needsLmHead && c.source.tied) {
     out.push("the source ties lm_head to the embeddings: lm_head.weight is written as a copy (the target never ties it)");
   }
   return out;
 }
 
 async function run(c: Conversion): Promise<ConversionReport> {
-  const { o, s, p } = c;
+  const { options: o, source: s, plan: p } = c;
   const original = await c.timed("perplexity", () => c.perplexity("original", o.model, p.evalWindows));
   const srcValues = s.numLayers * 2 * s.latent;
   const report: ConversionReport = {
@@ -146,7 +146,7 @@ async function run(c: Conversion): Promise<ConversionReport> {
 
 /** --exact: TransMLA's first format with up-projections that copy each kv head to its group. */
 async function exact(c: Conversion, report: ConversionReport): Promise<ConversionReport> {
-  const { o, s, p } = c;
+  const { options: o, source: s, plan: p } = c;
   const tensors = await v1Tensors(c.ckpt, s, null, p.dtype);
   const config = v1Config(c.ckpt.config, p.dtype, provenance(o, null));
   const dir = path.join(c.work, "exact");

@@ -13,14 +13,14 @@ export function freqfolds(headDim: number, ropeDim: number): number[] {
 }
 
 async function score(c: Conversion, label: string, dir: string): Promise<number> {
-  return (await c.timed("search", () => c.perplexity(label, dir, c.p.searchWindows)))!;
+  return (await c.timed("search", () => c.perplexity(label, dir, c.plan.searchWindows)))!;
 }
 
 /** --freqfold auto: powers of two from collapse up, stopping at the first that does not improve (as the reference). */
 export async function searchFreqfold(c: Conversion, ropeDim: number, kvLoraRank: number, sigma: Mat[]): Promise<{ partial: PartialModel; table: { freqfold: number; perplexity: number }[] }> {
   const table: { freqfold: number; perplexity: number }[] = [];
   let best: { partial: PartialModel; score: number } | undefined;
-  for (const freqfold of freqfolds(c.s.headDim, ropeDim)) {
+  for (const freqfold of freqfolds(c.source.headDim, ropeDim)) {
     const partial = await buildPartial(c, { ropeDim, freqfold, kvLoraRank }, sigma);
     const ppl = await score(c, `freqfold ${freqfold} (held-out)`, partial.dir);
     table.push({ freqfold, perplexity: ppl });
@@ -43,9 +43,9 @@ export interface BudgetRow {
 /** The RoPE widths a budget allows: head_dim over powers of two, leaving a possible rank. */
 export function budgetRopeDims(c: Conversion, budget: number, kernelShapes: [number, number][] | null): number[] {
   const out: number[] = [];
-  for (let r = c.s.headDim; r >= 2 && r % 2 === 0; r /= 2) {
+  for (let r = c.source.headDim; r >= 2 && r % 2 === 0; r /= 2) {
     const rank = budget - r;
-    if (rank < 1 || (rank > c.maxRank(r) && !c.o.allowCacheGrowth)) continue;
+    if (rank < 1 || (rank > c.maxRank(r) && !c.options.allowCacheGrowth)) continue;
     if (kernelShapes && !kernelShapes.some(([l, rr]) => l === rank && rr === r)) continue;
     out.push(r);
   }
@@ -60,12 +60,12 @@ export function budgetRopeDims(c: Conversion, budget: number, kernelShapes: [num
 export async function searchBudget(c: Conversion, budget: number, sigma: Mat[], kernelShapes: [number, number][] | null): Promise<{ final: FinalModel; partial: PartialModel; table: BudgetRow[] }> {
   const ropeDims = budgetRopeDims(c, budget, kernelShapes);
   if (ropeDims.length === 0) {
-    throw new Error(`no split fits --cache-budget ${budget}${kernelShapes ? ` among the shapes ${c.o.kernelShapes ? "the CUDA kernel" : "the target"} takes` : ""} for head_dim ${c.s.headDim}`);
+    throw new Error(`no split fits --cache-budget ${budget}${kernelShapes ? ` among the shapes ${c.options.kernelShapes ? "the CUDA kernel" : "the target"} takes` : ""} for head_dim ${c.source.headDim}`);
   }
   const table: BudgetRow[] = [];
   const bestByRope = new Map<number, { partial: PartialModel; row: BudgetRow }>();
   for (const ropeDim of ropeDims) {
-    for (const freqfold of freqfolds(c.s.headDim, ropeDim)) {
+    for (const freqfold of freqfolds(c.source.headDim, ropeDim)) {
       const split: Split = { ropeDim, freqfold, kvLoraRank: budget - ropeDim };
       const partial = await buildPartial(c, split, sigma);
       const row: BudgetRow = { qkRopeDim: ropeDim, freqfold, kvLoraRank: split.kvLoraRank, partialPerplexity: await score(c, `rope ${ropeDim} freqfold ${freqfold} (held-out)`, partial.dir), finalPerplexity: null };

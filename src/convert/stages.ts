@@ -37,9 +37,9 @@ export async function buildFinal(c: Conversion, partial: PartialModel): Promise<
   const { split } = partial;
   const layers: MlaLayer[] = [];
   const stats: LayerStats[] = [];
-  if (!c.o.sequential) {
+  if (!c.options.sequential) {
     const sigma = await c.timed("calibration", () => c.attentionInputs("partial-RoPE model", partial.dir, c.layers));
-    const bar = c.r.stage("bkv-pca", c.layers.length);
+    const bar = c.reporter.stage("bkv-pca", c.layers.length);
     for (const l of c.layers) {
       const f = await c.timed("bkv-pca", () => c.finalLayer(l, sigma[l]!, partial.maps[l]!, split));
       layers.push(f.layer);
@@ -51,7 +51,7 @@ export async function buildFinal(c: Conversion, partial: PartialModel): Promise<
   const maps: Mat[] = [];
   for (const l of c.layers) {
     // Layers from l on are never reached by this pass (it stops at layer l's attention input).
-    const stand = c.layers.map((j) => layers[j] ?? zeroMlaLayer(c.s, split.kvLoraRank, split.ropeDim, c.o.qLoraRank));
+    const stand = c.layers.map((j) => layers[j] ?? zeroMlaLayer(c.source, split.kvLoraRank, split.ropeDim, c.options.qLoraRank));
     const dir = c.overlay(`sequential-${l}`, c.mlaShape(split, "norm-free"), stand);
     const [sigma] = await c.timed("calibration", () => c.attentionInputs(`layer ${l + 1}/${c.layers.length}`, dir, [l]));
     const map = await c.timed("rorope", () => c.latentMap(l, sigma!, split));
@@ -65,15 +65,15 @@ export async function buildFinal(c: Conversion, partial: PartialModel): Promise<
 
 /** RMSNorm weights for the latents, fit on the converted model's own activations. */
 export async function fitLatentNorms(c: Conversion, final: FinalModel): Promise<LatentNorms[]> {
-  const { o } = c;
+  const { options: o } = c;
   const dir = c.overlay("before-norm", c.mlaShape(final.split, "norm-free"), final.layers);
   const requests = [];
   for (const l of c.layers) {
     requests.push({ layer: l, point: "kv_a", columns: [0, final.split.kvLoraRank] as [number, number], eps: 1e-6 });
     if (o.qLoraRank !== null) requests.push({ layer: l, point: "q_a", eps: 1e-6 });
   }
-  const bar = c.r.stage("calibration: latent norms", c.p.calibWindows.length);
-  const fits = await rmsNormFits(dir, c.p.calibWindows, requests, { threads: o.threads, onProgress: (d) => bar.update(d) });
+  const bar = c.reporter.stage("calibration: latent norms", c.plan.calibWindows.length);
+  const fits = await rmsNormFits(dir, c.plan.calibWindows, requests, { threads: o.threads, onProgress: (d) => bar.update(d) });
   bar.done();
   const per = o.qLoraRank !== null ? 2 : 1;
   return final.layers.map((_, l) => ({ kvA: fits[l * per]!, ...(per === 2 ? { qA: fits[l * per + 1]! } : {}) }));

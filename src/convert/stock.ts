@@ -17,7 +17,7 @@ import { kvBFull, latentParts, queryRows, type MlaLayer } from "./mla_layer.js";
 import { foldBias, refitAfterNorm } from "./refit.js";
 import { readAttention } from "./source.js";
 import type { FinalModel } from "./stages.js";
-import { forEachWindowBatch, windowsPerCall } from "./window_batches.js";
+import { forEachWindowBatch, windowsPerCall } from "../eval/window_batches.js";
 
 /** What the stock form did with the source's biases, per layer. */
 export interface StockReport {
@@ -57,7 +57,7 @@ function rmsWeight(data: Float64Array, n: number): Float64Array {
 }
 
 export async function stockModel(c: Conversion, final: FinalModel): Promise<StockModel> {
-  const { s, o } = c;
+  const { source: s, options: o } = c;
   const { split } = final;
   const r = split.kvLoraRank, R = split.ropeDim;
   const keepKv = c.keepsKvABias();
@@ -96,15 +96,15 @@ export async function stockModel(c: Conversion, final: FinalModel): Promise<Stoc
     }
   }
   const dir = c.overlay("folded", c.mlaShape(split, "norm-free"), layers);
-  const bar = c.r.stage("calibration: latent norms and moments", c.p.calibWindows.length);
-  const stats = await c.timed("calibration", () => pass(dir, c.p.calibWindows, requests, o.threads, (d) => bar.update(d)));
+  const bar = c.reporter.stage("calibration: latent norms and moments", c.plan.calibWindows.length);
+  const stats = await c.timed("calibration", () => pass(dir, c.plan.calibWindows, requests, o.threads, (d) => bar.update(d)));
   bar.done();
 
   // 3. kv_b_proj (and q_b_proj) refit onto the source's own keys, values and queries.
   const per = lowRankQuery ? 4 : 2;
   const norms: LatentNorms[] = [];
   const out: MlaLayer[] = [];
-  const refitBar = c.r.stage("refit after the latent norms", c.layers.length);
+  const refitBar = c.reporter.stage("refit after the latent norms", c.layers.length);
   for (const l of c.layers) {
     const st = (i: number) => stats[l * per + i]!;
     const kvW = rmsWeight(st(0).data, r);

@@ -15,7 +15,7 @@ import { checkCompat } from "../../src/convert/compat.js";
 import type { ConvertOptions } from "../../src/convert/options.js";
 import { convert, type ConversionReport } from "../../src/convert/pipeline.js";
 import type { Target } from "../../src/convert/targets.js";
-import { readText, windows } from "../../src/convert/windows.js";
+import { readText, windows } from "../../src/eval/windows.js";
 import { Checkpoint } from "../../src/model/checkpoint.js";
 import { tensorFrom, writeSafetensors, type TensorData } from "../../src/model/safetensors.js";
 import { Tokenizer } from "../../src/tokenizer/tokenizer.js";

@@ -115,11 +115,15 @@ describe("serve --as-mla", () => {
 
 describe("the default model", () => {
   it("is the bundled GQA model converted by its recipe: the same split and perplexity as the MLA model it replaces", () => {
-    const r = spawnSync(process.execPath, [CLI, "ppl", "--text", HELDOUT_8K, "--seq", "128"], { encoding: "utf8", timeout: 120_000, env: { ...process.env, MLA_SERVE_CACHE_DIR: TEST_CACHE_DIR } });
-    assert.equal(r.status, 0, r.stderr);
-    // models/gutenberg-tiny-mla (commit 7c56a02) measured 465.8499 with this command.
-    const ppl = Number(/perplexity: ([\d.]+)/.exec(r.stdout)![1]);
-    assert.ok(Math.abs(ppl - 465.8499) < 0.01, `perplexity ${ppl}`);
+    const ppl = (dtype: string) => {
+      const r = spawnSync(process.execPath, [CLI, "ppl", "--text", HELDOUT_8K, "--seq", "128", "--kv-cache-dtype", dtype], { encoding: "utf8", timeout: 120_000, env: { ...process.env, MLA_SERVE_CACHE_DIR: TEST_CACHE_DIR } });
+      assert.equal(r.status, 0, r.stderr);
+      return Number(/perplexity: ([\d.]+)/.exec(r.stdout)![1]);
+    };
+    // models/gutenberg-tiny-mla (commit 7c56a02) measured 465.8499 with this command (its cache was f32).
+    assert.ok(Math.abs(ppl("f32") - 465.8499) < 0.01, `perplexity ${ppl("f32")}`);
+    const bf16 = ppl("bf16"); // the served cache: within bf16's rounding of the same model
+    assert.ok(Math.abs(bf16 / 465.8499 - 1) < 2e-3, `perplexity with a bf16 cache ${bf16}`);
     const prepared = spawnSync(process.execPath, [CLI, "prepare"], { encoding: "utf8", env: { ...process.env, MLA_SERVE_CACHE_DIR: TEST_CACHE_DIR } });
     assert.equal(prepared.status, 0, prepared.stderr);
     const dir = prepared.stdout.trim();

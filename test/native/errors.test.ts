@@ -7,7 +7,7 @@ import { after, describe, it } from "node:test";
 
 import { native } from "../../src/native/binding.js";
 import { readSafetensorsHeader, tensorFrom, writeSafetensors, type TensorData } from "../../src/model/safetensors.js";
-import { REFERENCE_MODELS } from "../helpers.js";
+import { GREEDY, REFERENCE_MODELS } from "../helpers.js";
 
 const source = REFERENCE_MODELS["random-qwen2"]!;
 const work = mkdtempSync(path.join(tmpdir(), "mla-errors-"));
@@ -129,6 +129,19 @@ describe("bad checkpoints", () => {
   it("the good model still loads afterwards", async () => {
     const e = await native().loadEngine({ modelDir: source, numBlocks: 4 });
     assert.equal(e.config().modelType, "qwen2");
+    e.dispose();
+  });
+});
+
+describe("calibration requests", () => {
+  it("an observation point that does not exist is an error naming the points, not an empty result", async () => {
+    const e = await native().loadEngine({ modelDir: source, numBlocks: 4 });
+    assert.throws(() => e.beginStatistics([{ layer: 0, point: "attn-norm" }]), /requests\[0\]\.point "attn-norm" is not an observation point \(attn_norm, q, k, v, q_a, kv_a, attn_out, mlp_norm\)/);
+    e.beginStatistics([{ layer: 0, point: "attn_norm" }]);
+    e.addSequence(1, Int32Array.of(1, 2, 3), 3, GREEDY);
+    await e.calibrate({ seqIds: Int32Array.of(1), startPositions: Int32Array.of(0), numTokens: Int32Array.of(3), tokenIds: Int32Array.of(1, 2, 3) });
+    const [stat] = e.takeStatistics();
+    assert.equal(stat!.rows, 3);
     e.dispose();
   });
 });

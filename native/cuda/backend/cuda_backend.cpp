@@ -81,7 +81,7 @@ void CudaBackend::poisonBlock(int b) {
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::observe(ActivationObserver* observer, int layer, const char* point, const void* device, bool isBf16, int rows, int cols) {
+void CudaBackend::observe(ActivationObserver* observer, int layer, ObservePoint point, const void* device, bool isBf16, int rows, int cols) {
   if (!observer) return;
   const size_t n = static_cast<size_t>(rows) * cols;
   std::vector<float> host(n);
@@ -317,15 +317,15 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
   for (int l = 0; l <= lastLayer; ++l) {
     const DeviceLayer& d = layers_[static_cast<size_t>(l)];
     norm(d.inputNorm.get(), pending);
-    observe(options.observer, l, "attn_norm", h, true, T, hidden);
+    observe(options.observer, l, ObservePoint::kAttnNorm, h, true, T, hidden);
     if (l == lastLayer && options.stopAtAttentionInput) break;
     if (c.isMla()) attentionMla(l, T);
     else attentionGqa(l, T);
-    observe(options.observer, l, "attn_out", w.attn.get(), true, T, static_cast<int>(attnWidth));
+    observe(options.observer, l, ObservePoint::kAttnOut, w.attn.get(), true, T, static_cast<int>(attnWidth));
     gemm_->linear(w.attn.get(), T, static_cast<int>(attnWidth), d.o.get(), hidden, delta, OutType::kF32, stream_);
     if (d.hasOBias) addBias(delta, d.oBias.get(), T, hidden, stream_);
     norm(d.postNorm.get(), true);
-    observe(options.observer, l, "mlp_norm", h, true, T, hidden);
+    observe(options.observer, l, ObservePoint::kMlpNorm, h, true, T, hidden);
     const int F = c.intermediateSize;
     gemm_->linear(h, T, hidden, d.gateUp.get(), 2 * F, w.gateUp.reserve(static_cast<size_t>(T) * 2 * F), OutType::kF32, stream_);
     swiglu(w.gateUp.get(), T, F, w.ffn.reserve(static_cast<size_t>(T) * F), stream_);

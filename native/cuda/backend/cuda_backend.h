@@ -51,7 +51,7 @@ class CudaBackend : public Backend {
   // One sequence's attention in expanded form (cuda_mla_expanded.cpp), into its rows of ws.attn.
   void attentionExpanded(int layer, const SeqSlice& seq);
   bool expandedFits(int contextLength) const;
-  void observe(ActivationObserver* observer, int layer, const char* point, const void* device, bool isBf16, int rows, int cols);
+  void observe(ActivationObserver* observer, int layer, ObservePoint point, const void* device, bool isBf16, int rows, int cols);
   bf16* cacheLayer(int layer) const;
   // Logits of logit rows [first, first + count) into ws.logits.
   void computeLogits(int first, int count);

@@ -10,12 +10,42 @@
 
 namespace mla {
 
-// Receives activations at named points during a forward pass (calibration statistics).
+// Where a forward pass shows its activations (calibration statistics): the attention input (after
+// input_layernorm), the attention projections' outputs (q; GQA's k and v; MLA's q_a and kv_a before
+// their norms), the attention output (before o_proj), the MLP input (after its norm).
+enum class ObservePoint { kAttnNorm, kQ, kK, kV, kQA, kKvA, kAttnOut, kMlpNorm };
+
+inline const char* observePointName(ObservePoint p) {
+  switch (p) {
+    case ObservePoint::kAttnNorm: return "attn_norm";
+    case ObservePoint::kQ: return "q";
+    case ObservePoint::kK: return "k";
+    case ObservePoint::kV: return "v";
+    case ObservePoint::kQA: return "q_a";
+    case ObservePoint::kKvA: return "kv_a";
+    case ObservePoint::kAttnOut: return "attn_out";
+    case ObservePoint::kMlpNorm: return "mlp_norm";
+  }
+  return "?";
+}
+
+// The point called `name`; false when there is none.
+inline bool observePointNamed(const std::string& name, ObservePoint& point) {
+  for (int i = 0; i <= static_cast<int>(ObservePoint::kMlpNorm); ++i) {
+    if (name == observePointName(static_cast<ObservePoint>(i))) {
+      point = static_cast<ObservePoint>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Receives activations at the observation points during a forward pass (calibration statistics).
 class ActivationObserver {
  public:
   virtual ~ActivationObserver() = default;
   // x is [rows, cols], row-major float32, valid only during the call.
-  virtual void observe(int layer, const std::string& point, const float* x, int rows, int cols) = 0;
+  virtual void observe(int layer, ObservePoint point, const float* x, int rows, int cols) = 0;
 };
 
 // The largest step a backend must run without allocating (the scheduler's limits): tokens and
@@ -32,7 +62,7 @@ struct ForwardOptions {
   // Stop after this layer (calibration of early layers); -1: the whole model. When it stops
   // early, no logits are computed.
   int lastLayer = -1;
-  // With lastLayer: stop once lastLayer's attention input (the "attn_norm" point) is observed.
+  // With lastLayer: stop once lastLayer's attention input (the attn_norm point) is observed.
   bool stopAtAttentionInput = false;
 };
 
