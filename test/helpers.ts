@@ -63,6 +63,19 @@ export function normErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
+/** The sum of log p(prompt[i + 1] | prompt[..i]) in one scoring pass (the sequence is freed after). */
+export async function promptLogprobSum(engine: NativeEngine, seqId: number, prompt: number[]): Promise<number> {
+  engine.addSequence(seqId, Int32Array.from(prompt), prompt.length, GREEDY);
+  const lp = await engine.score({
+    seqIds: Int32Array.of(seqId), startPositions: Int32Array.of(0), numTokens: Int32Array.of(prompt.length),
+    tokenIds: Int32Array.from(prompt), targetIds: Int32Array.from([...prompt.slice(1), 0]),
+  });
+  engine.freeSequence(seqId);
+  let sum = 0;
+  for (let i = 0; i < prompt.length - 1; ++i) sum += lp[i]!;
+  return sum;
+}
+
 /** Runs one step of a single sequence and returns its output. */
 export function stepOne(engine: NativeEngine, seqId: number, start: number, tokens: number[], opts: { sample?: boolean; logits?: boolean; topLogprobs?: number } = {}): Promise<StepOutput> {
   return engine.step({

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { GREEDY, REFERENCE_MODELS, greedy, greedyAgrees, load, readReference, relErr } from "../helpers.js";
+import { REFERENCE_MODELS, greedy, greedyAgrees, load, promptLogprobSum, readReference, relErr } from "../helpers.js";
 
 for (const [name, dir] of Object.entries(REFERENCE_MODELS)) {
   describe(`bf16 cache: ${name}`, () => {
@@ -19,14 +19,7 @@ for (const [name, dir] of Object.entries(REFERENCE_MODELS)) {
       let worstSum = 0, worstLogit = 0;
       for (const c of readReference(dir)) {
         const p = c.prompt_ids;
-        engine.addSequence(++id, Int32Array.from(p), p.length, GREEDY);
-        const lp = await engine.score({
-          seqIds: Int32Array.of(id), startPositions: Int32Array.of(0), numTokens: Int32Array.of(p.length),
-          tokenIds: Int32Array.from(p), targetIds: Int32Array.from([...p.slice(1), 0]),
-        });
-        engine.freeSequence(id);
-        let sum = 0;
-        for (let i = 0; i < p.length - 1; ++i) sum += lp[i]!;
+        const sum = await promptLogprobSum(engine, ++id, p);
         worstSum = Math.max(worstSum, relErr(sum, c.prompt_logprob_sum));
         const { ids, firstLogits } = await greedy(engine, ++id, p, c.greedy_ids.length, 17);
         engine.freeSequence(id);

@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 
-import { GREEDY, REFERENCE_MODELS, ROOT, greedy, greedyAgrees, load, readReference, relErr } from "../helpers.js";
+import { REFERENCE_MODELS, ROOT, greedy, greedyAgrees, load, promptLogprobSum, readReference, relErr } from "../helpers.js";
 
 const shared = path.join(ROOT, "..", "shared", "models");
 const known = new Set(Object.keys(REFERENCE_MODELS));
@@ -28,14 +28,7 @@ describe("models in ../shared/models beyond the fixtures", { skip: extra.length 
       let id = 0;
       for (const c of readReference(dir)) {
         const p = c.prompt_ids;
-        engine.addSequence(++id, Int32Array.from(p), p.length, GREEDY);
-        const lp = await engine.score({
-          seqIds: Int32Array.of(id), startPositions: Int32Array.of(0), numTokens: Int32Array.of(p.length),
-          tokenIds: Int32Array.from(p), targetIds: Int32Array.from([...p.slice(1), 0]),
-        });
-        engine.freeSequence(id);
-        let sum = 0;
-        for (let i = 0; i < p.length - 1; ++i) sum += lp[i]!;
+        const sum = await promptLogprobSum(engine, ++id, p);
         assert.ok(relErr(sum, c.prompt_logprob_sum) < 1e-3, `log-prob sum ${sum} vs ${c.prompt_logprob_sum}`);
         const { ids, firstLogits } = await greedy(engine, ++id, p, c.greedy_ids.length);
         engine.freeSequence(id);
