@@ -154,7 +154,7 @@ const c = engine.config();
 const weightBytes = statSync(gguf).size;
 const cachePerToken = engine.cacheInfo().bytesPerBlock / engine.cacheInfo().blockSize;
 process.stdout.write(`${path.basename(path.resolve(dir))}: ${c.modelType} ${c.attention}, ${c.numLayers} layers, hidden ${c.hiddenSize}, ${(weightBytes / 2 ** 30).toFixed(2)} GiB of weights; `
-  + `${os.cpus()[0]?.model ?? "CPU"} x ${threads} threads; read bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  + `${os.cpus()[0]?.model ?? "CPU"} x ${threads} threads, ${native().buildInfo.cpuIsa} kernels; read bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
 process.stdout.write(`rope_theta ${String(config.rope_theta)}; best of ${reps} interleaved runs; ${gen} decode steps\n\n`);
 process.stdout.write("context | batch | prefill tok/s: mla-serve | llama.cpp | ratio | decode tok/s: mla-serve | llama.cpp | ratio | floor | mla-serve / floor\n");
 process.stdout.write("---|---|---|---|---|---|---|---|---|---\n");

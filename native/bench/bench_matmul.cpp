@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "cpu/isa.h"
 #include "cpu/matmul.h"
 
 int main(int argc, char** argv) {
@@ -14,7 +15,7 @@ int main(int argc, char** argv) {
   mla::ThreadPool pool(threads);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::printf("threads %d\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads());
+  std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
   const int shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}};
   for (auto [n, k] : shapes) {
     std::vector<uint16_t> w(static_cast<size_t>(n) * k);

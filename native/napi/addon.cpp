@@ -6,6 +6,7 @@
 #include "mla/kernel_shapes.h"
 #include "napi/linalg_wrap.h"
 #include "cpu/bandwidth.h"
+#include "cpu/isa.h"
 
 namespace {
 
@@ -13,13 +14,20 @@ Napi::Object buildInfo(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("cuda", mla::cudaBackendBuilt());
   o.Set("devices", Napi::String::New(env, mla::cudaBackendBuilt() ? "cpu,cuda" : "cpu"));
+  // The CPU kernels' ISA, chosen by the CPU's features (or MLA_CPU_ISA): a bad MLA_CPU_ISA fails the load.
+  o.Set("cpuIsa", Napi::String::New(env, mla::cpu::isaName(mla::cpu::activeIsa())));
   return o;
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", mla::napi::EngineWrap::defineClass(env));
   exports.Set("loadEngine", Napi::Function::New(env, mla::napi::loadEngine, "loadEngine"));
-  exports.Set("buildInfo", buildInfo(env));
+  try {
+    exports.Set("buildInfo", buildInfo(env));
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    return exports;
+  }
   Napi::Object linalg = Napi::Object::New(env);
   linalg.Set("eigh", Napi::Function::New(env, mla::napi::eigh, "eigh"));
   linalg.Set("matmul", Napi::Function::New(env, mla::napi::matmul64, "matmul"));

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "cpu/attention.h"
+#include "cpu/isa.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "harness.h"
@@ -21,6 +22,14 @@ static std::vector<float> randn(size_t n, float scale = 1.0f) {
   return v;
 }
 
+// Every kernel test runs under each ISA this machine has (cpu/isa.h): AVX2, and AVX-512 where present.
+static std::vector<cpu::Isa> supportedIsas() {
+  std::vector<cpu::Isa> all;
+  for (cpu::Isa isa : {cpu::Isa::kBase, cpu::Isa::kAvx512})
+    if (cpu::isaSupported(isa)) all.push_back(isa);
+  return all;
+}
+
 static double normErr(const std::vector<float>& a, const std::vector<double>& ref) {
   double num = 0, den = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -33,10 +42,12 @@ static double normErr(const std::vector<float>& a, const std::vector<double>& re
 
 TEST(matmul_matches_reference_over_shapes_and_dtypes) {
   ThreadPool pool(2);
+  for (cpu::Isa isa : supportedIsas()) {
+  cpu::setActiveIsa(isa);
   for (DType dtype : {DType::kF32, DType::kBF16}) {
     for (int m : {1, 2, 5, 33}) {
       for (int n : {1, 3, 4, 17, 64, 257}) {
-        for (int k : {1, 7, 8, 31, 64, 300}) {
+        for (int k : {1, 7, 8, 31, 64, 300, 2048}) {
           auto x = randn(static_cast<size_t>(m) * k), wf = randn(static_cast<size_t>(n) * k), bias = randn(static_cast<size_t>(n));
           std::vector<uint16_t> wb(wf.size());
           for (size_t i = 0; i < wf.size(); ++i) { wb[i] = floatToBf16(wf[i]); wf[i] = bf16ToFloat(wb[i]); }
@@ -46,10 +57,11 @@ TEST(matmul_matches_reference_over_shapes_and_dtypes) {
           cpu::matmulReference(x.data(), m, w, bias.data(), ref.data());
           std::vector<double> refd(ref.begin(), ref.end());
           const double err = normErr(y, refd);
-          EXPECT_MSG(err < 1e-5, "dtype %s m=%d n=%d k=%d err=%g", dtypeName(dtype), m, n, k, err);
+          EXPECT_MSG(err < 1e-5, "%s dtype %s m=%d n=%d k=%d err=%g", cpu::isaName(isa), dtypeName(dtype), m, n, k, err);
         }
       }
     }
+  }
   }
 }
 
@@ -58,11 +70,14 @@ TEST(matmul_rows_do_not_depend_on_the_batch) {
   const int m = 37, n = 129, k = 203;
   auto x = randn(static_cast<size_t>(m) * k), w = randn(static_cast<size_t>(n) * k);
   Matrix mw{w.data(), DType::kF32, n, k};
-  std::vector<float> all(static_cast<size_t>(m) * n), one(static_cast<size_t>(n));
-  cpu::matmul(pool, x.data(), m, mw, nullptr, all.data());
-  for (int i = 0; i < m; ++i) {
-    cpu::matmul(pool, x.data() + static_cast<size_t>(i) * k, 1, mw, nullptr, one.data());
-    EXPECT(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n));
+  for (cpu::Isa isa : supportedIsas()) {
+    cpu::setActiveIsa(isa);
+    std::vector<float> all(static_cast<size_t>(m) * n), one(static_cast<size_t>(n));
+    cpu::matmul(pool, x.data(), m, mw, nullptr, all.data());
+    for (int i = 0; i < m; ++i) {
+      cpu::matmul(pool, x.data() + static_cast<size_t>(i) * k, 1, mw, nullptr, one.data());
+      EXPECT_MSG(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n), "%s row %d", cpu::isaName(isa), i);
+    }
   }
 }
 
@@ -124,7 +139,7 @@ TEST(rope_llama3_scaling_matches_the_published_formula) {
 
 struct PagedFixture {
   ModelConfig c;
-  int blockSize = 4;
+  int blockSize;
   DType dtype;
   std::vector<float> pool;                 // [blocks][blockSize][entry], NaN where unused
   std::vector<uint16_t> poolBf16;          // the same in bf16 (dtype kBF16)
@@ -136,8 +151,8 @@ struct PagedFixture {
   // contexts[s] tokens in cache for sequence s; the last newTokens[s] of them are this step's.
   // A bf16 pool holds the truth rounded to bf16.
   PagedFixture(const ModelConfig& config, const std::vector<int>& contexts, const std::vector<int>& newTokens,
-               DType poolDtype = DType::kF32)
-      : c(config), dtype(poolDtype) {
+               DType poolDtype = DType::kF32, int tokensPerBlock = 4)
+      : c(config), blockSize(tokensPerBlock), dtype(poolDtype) {
     const int entry = c.cacheEntrySize();
     int numBlocks = 0;
     for (int ctx : contexts) numBlocks += (ctx + blockSize - 1) / blockSize + 1;
@@ -189,14 +204,20 @@ static void softmaxInPlace(std::vector<double>& s) {
 }
 
 TEST(gqa_attention_matches_reference) {
+  // Head dims 16 (one AVX-512 register) and 80 (a 4-register pass, then single registers); blocks
+  // of 4 tokens (contexts split into chunks and merged) and of 32 (the softmax's vector exp).
+  for (cpu::Isa isa : supportedIsas()) {
+  cpu::setActiveIsa(isa);
+  for (int D : {16, 80}) {
   ModelConfig c;
-  c.numHeads = 4; c.numKvHeads = 2; c.headDim = 16; c.softmaxScale = 0.25f;
+  c.numHeads = 4; c.numKvHeads = 2; c.headDim = D; c.softmaxScale = 0.25f;
+  const int entry = 4 * D;  // [k head 0 | k head 1 | v head 0 | v head 1]
   // Contexts past one chunk (8 blocks of 4) and prompts past one tile (16 tokens) take the split
   // and merged paths; a bf16 pool is read exactly as its values.
   for (auto [window, dtype] : {std::pair{0, DType::kF32}, {5, DType::kF32}, {0, DType::kBF16}, {37, DType::kBF16}}) {
     c.slidingWindow = window;
-    PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 1, 1, 40}, dtype);
-    auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * 16);
+    PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 1, 1, 40}, dtype, D == 16 ? 4 : 32);
+    auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * D);
     std::vector<float> out(q.size());
     ThreadPool pool(2);
     cpu::gqaAttention(pool, c, f.batch, q.data(), f.layer(), out.data());
@@ -210,34 +231,42 @@ TEST(gqa_attention_matches_reference) {
           std::vector<double> sc;
           for (int t = first; t <= pos; ++t) {
             double d = 0;
-            for (int j = 0; j < 16; ++j) d += q[(row * 4 + h) * 16 + j] * f.entries[s][t * 64 + g * 16 + j];
+            for (int j = 0; j < D; ++j) d += q[(row * 4 + h) * D + j] * f.entries[s][t * entry + g * D + j];
             sc.push_back(d * 0.25);
           }
           softmaxInPlace(sc);
-          for (int j = 0; j < 16; ++j) {
+          for (int j = 0; j < D; ++j) {
             double o = 0;
-            for (int t = first; t <= pos; ++t) o += sc[t - first] * f.entries[s][t * 64 + 32 + g * 16 + j];
-            ref[(row * 4 + h) * 16 + j] = o;
+            for (int t = first; t <= pos; ++t) o += sc[t - first] * f.entries[s][t * entry + 2 * D + g * D + j];
+            ref[(row * 4 + h) * D + j] = o;
           }
         }
       }
     }
     const double err = normErr(out, ref);
-    EXPECT_MSG(err < 1e-5, "window %d %s err %g", window, dtypeName(dtype), err);
+    EXPECT_MSG(err < 1e-5, "%s head dim %d window %d %s err %g", cpu::isaName(isa), D, window, dtypeName(dtype), err);
+  }
+  }
   }
 }
 
 TEST(mla_absorbed_and_expanded_match_reference) {
+  // A tiny shape (all scalar tails), and one with 5 heads (AVX-512's 5-row tiles) and a latent of
+  // 72 + 8 (a 4-register pass, then single registers and a tail).
+  struct Shape { int H, N, R, V, L; };
+  for (cpu::Isa isa : supportedIsas()) {
+  cpu::setActiveIsa(isa);
+  for (Shape shape : {Shape{3, 8, 4, 6, 12}, Shape{5, 16, 8, 24, 72}}) {
   ModelConfig c;
   c.attention = AttentionKind::kMla;
-  c.numHeads = 3; c.qkNopeHeadDim = 8; c.qkRopeHeadDim = 4; c.vHeadDim = 6; c.kvLoraRank = 12;
-  c.softmaxScale = static_cast<float>(1 / std::sqrt(12.0));
-  const int H = 3, N = 8, R = 4, V = 6, L = 12, E = L + R;
+  const int H = shape.H, N = shape.N, R = shape.R, V = shape.V, L = shape.L, E = L + R;
+  c.numHeads = H; c.qkNopeHeadDim = N; c.qkRopeHeadDim = R; c.vHeadDim = V; c.kvLoraRank = L;
+  c.softmaxScale = static_cast<float>(1 / std::sqrt(static_cast<double>(N + R)));
   auto kvbW = randn(static_cast<size_t>(H) * (N + V) * L, 0.3f);
   std::vector<uint16_t> kvbBf(kvbW.size());
   for (size_t i = 0; i < kvbW.size(); ++i) { kvbBf[i] = floatToBf16(kvbW[i]); kvbW[i] = bf16ToFloat(kvbBf[i]); }
   for (DType poolDtype : {DType::kF32, DType::kBF16}) {
-  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype);
+  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype, L == 12 ? 4 : 32);
   auto q = randn(static_cast<size_t>(f.batch.numTokens) * H * (N + R));
   // Reference: expand every cached latent through kv_b_proj, then multi-head attention, in double.
   std::vector<double> ref(static_cast<size_t>(f.batch.numTokens) * H * V);
@@ -273,8 +302,10 @@ TEST(mla_absorbed_and_expanded_match_reference) {
     std::vector<float> absorbed(ref.size()), expanded(ref.size());
     cpu::mlaAbsorbedAttention(pool, c, f.batch, q.data(), kvB, f.layer(), absorbed.data());
     cpu::mlaExpandedAttention(pool, c, f.batch, q.data(), kvB, f.layer(), expanded.data());
-    EXPECT_MSG(normErr(absorbed, ref) < 1e-5, "absorbed %g", normErr(absorbed, ref));
-    EXPECT_MSG(normErr(expanded, ref) < 1e-5, "expanded %g", normErr(expanded, ref));
+    EXPECT_MSG(normErr(absorbed, ref) < 1e-5, "%s L=%d absorbed %g", cpu::isaName(isa), L, normErr(absorbed, ref));
+    EXPECT_MSG(normErr(expanded, ref) < 1e-5, "%s L=%d expanded %g", cpu::isaName(isa), L, normErr(expanded, ref));
+  }
+  }
   }
   }
 }

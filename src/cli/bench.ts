@@ -3,6 +3,7 @@ import os from "node:os";
 
 import { GREEDY_PARAMS } from "../engine/sampling.js";
 import { loadModel } from "../model/load.js";
+import { native } from "../native/binding.js";
 import type { NativeEngine } from "../native/types.js";
 import { parseFlags, usage, type FlagSpec } from "./args.js";
 import { engineFlags, loadOptionsFrom } from "./common.js";
@@ -65,7 +66,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const c = model.engine.config();
   const batches = String(v.batch).split(",").map(Number);
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-  process.stdout.write(`model ${model.info.name} (${c.modelType}, ${c.attention}, ${c.numLayers} layers, hidden ${c.hiddenSize}) on ${model.engine.cacheInfo().device}: ${os.cpus().length} x ${cpu}\n`);
+  process.stdout.write(`model ${model.info.name} (${c.modelType}, ${c.attention}, ${c.numLayers} layers, hidden ${c.hiddenSize}) on ${model.engine.cacheInfo().device}: ${os.cpus().length} x ${cpu}, ${native().buildInfo.cpuIsa} kernels\n`);
   process.stdout.write(`prompt ${v["prompt-len"]} tokens, ${v["gen-len"]} decode steps, best of ${v.repeat}\n\n`);
   process.stdout.write("batch | prefill tokens/s | decode tokens/s | decode step ms\n------|------------------|-----------------|---------------\n");
   for (const batch of batches) {

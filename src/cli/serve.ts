@@ -2,6 +2,7 @@
 import pino from "pino";
 
 import { loadModel } from "../model/load.js";
+import { native } from "../native/binding.js";
 import { buildApp } from "../server/app.js";
 import { createServingContext } from "../server/serving.js";
 import { TOOL_PARSERS, type ToolParserName } from "../server/tools.js";
@@ -101,7 +102,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const cache = model.engine.cacheInfo();
   const config = model.engine.config();
   logger.info({
-    model: model.info.dir, servedModelNames: names, modelType: config.modelType, attention: config.attention, device: cache.device,
+    model: model.info.dir, servedModelNames: names, modelType: config.modelType, attention: config.attention, device: cache.device, cpuKernels: native().buildInfo.cpuIsa,
     maxModelLen, cacheBlocks: cache.numBlocks, cacheTokens: cache.numBlocks * cache.blockSize,
     cacheMiB: Math.round((cache.numBlocks * cache.bytesPerBlock) / 2 ** 20), cacheBytesPerToken: cache.bytesPerBlock / cache.blockSize,
   }, `KV cache: ${cache.numBlocks * cache.blockSize} tokens in ${cache.numBlocks} blocks of ${cache.blockSize}`);

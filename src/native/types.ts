@@ -163,7 +163,8 @@ export interface NativeEngine {
 
 export interface NativeModule {
   loadEngine(options: LoadOptions): Promise<NativeEngine>;
-  buildInfo: { cuda: boolean; devices: string };
+  /** cpuIsa: the CPU kernels' instruction set ("avx2", "avx512"; MLA_CPU_ISA forces one). */
+  buildInfo: { cuda: boolean; devices: string; cpuIsa: string };
   /** (kv_lora_rank, qk_rope_head_dim) pairs the fused CUDA MLA decode kernel is instantiated for. */
   mlaKernelShapes: [number, number][];
   /** Bytes per second of streaming a buffer of `mib` MiB on `threads` threads (0: all cores): the floor benchmarks compare decode with. */
