@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
   std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
-  const int shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}};
+  const int shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};  // the last: an LM head, 4x the L3 here
   for (auto [n, k] : shapes) {
     std::vector<uint16_t> w(static_cast<size_t>(n) * k);
     for (auto& v : w) v = mla::floatToBf16(normal(rng));

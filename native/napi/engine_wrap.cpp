@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "mla/config_fields.h"
 #include "napi/args.h"
 #include "napi/workers.h"
 
@@ -9,22 +10,6 @@ namespace mla::napi {
 
 namespace {
 Napi::FunctionReference& constructorRef(Napi::Env env) { return *env.GetInstanceData<Napi::FunctionReference>(); }
-
-const char* attentionName(AttentionKind kind) {
-  switch (kind) {
-    case AttentionKind::kMla: return "mla";
-    case AttentionKind::kLatentGqa: return "latent-gqa";
-    default: return "gqa";
-  }
-}
-
-const char* ropeScalingName(RopeScaling s) {
-  switch (s) {
-    case RopeScaling::kLinear: return "linear";
-    case RopeScaling::kLlama3: return "llama3";
-    default: return "none";
-  }
-}
 }  // namespace
 
 Napi::Function EngineWrap::defineClass(Napi::Env env) {
@@ -77,31 +62,9 @@ Napi::Value EngineWrap::config(const Napi::CallbackInfo& info) {
   const ModelConfig& c = engine_->config();
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("modelType", c.modelType);
-  o.Set("attention", attentionName(c.attention));
-  o.Set("vocabSize", c.vocabSize);
-  o.Set("hiddenSize", c.hiddenSize);
-  o.Set("intermediateSize", c.intermediateSize);
-  o.Set("numLayers", c.numLayers);
-  o.Set("numHeads", c.numHeads);
-  o.Set("numKvHeads", c.numKvHeads);
-  o.Set("headDim", c.headDim);
-  o.Set("slidingWindow", c.slidingWindow);
-  o.Set("rmsNormEps", c.rmsNormEps);
-  o.Set("tieWordEmbeddings", c.tieWordEmbeddings);
-  o.Set("maxPositionEmbeddings", c.maxPositionEmbeddings);
-  o.Set("qLoraRank", c.qLoraRank);
-  o.Set("kvLoraRank", c.kvLoraRank);
-  o.Set("qkNopeHeadDim", c.qkNopeHeadDim);
-  o.Set("qkRopeHeadDim", c.qkRopeHeadDim);
-  o.Set("vHeadDim", c.vHeadDim);
-  o.Set("latentNorm", c.latentNorm);
-  o.Set("softmaxScale", c.softmaxScale);
-  o.Set("ropeTheta", c.rope.theta);
-  o.Set("ropeDim", c.rope.dim);
-  o.Set("ropeInterleaved", c.rope.interleaved);
-  o.Set("ropeScaling", ropeScalingName(c.rope.scaling));
-  o.Set("cacheEntrySize", c.cacheEntrySize());
+#define MLA_SET_CONFIG_FIELD(name, tsType, value, doc) o.Set(#name, value);
+  MLA_MODEL_CONFIG_FIELDS(MLA_SET_CONFIG_FIELD)
+#undef MLA_SET_CONFIG_FIELD
   return o;
 }
 

@@ -1,35 +1,9 @@
 // The typed surface of the native addon (native/napi/). Batches cross as typed arrays.
 
-/** The normalized model shape the addon parsed from config.json. */
-export interface ModelConfig {
-  modelType: string;
-  /** "latent-gqa": TransMLA's first format (GQA weights plus k_up_proj / v_up_proj). */
-  attention: "gqa" | "mla" | "latent-gqa";
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  slidingWindow: number;
-  rmsNormEps: number;
-  tieWordEmbeddings: boolean;
-  maxPositionEmbeddings: number;
-  qLoraRank: number;
-  kvLoraRank: number;
-  qkNopeHeadDim: number;
-  qkRopeHeadDim: number;
-  vHeadDim: number;
-  latentNorm: boolean;
-  softmaxScale: number;
-  ropeTheta: number;
-  ropeDim: number;
-  ropeInterleaved: boolean;
-  ropeScaling: "none" | "linear" | "llama3";
-  /** Values cached per token per layer. */
-  cacheEntrySize: number;
-}
+// ModelConfig, the normalized model shape the addon parsed from config.json, is generated from
+// the native table (native/include/mla/config_fields.h).
+import type { ModelConfig } from "./model_config.js";
+export type { ModelConfig };
 
 export interface CacheInfo {
   numBlocks: number;
