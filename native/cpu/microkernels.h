@@ -36,7 +36,28 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
   for (; i < k; ++i) {
     for (int r = 0; r < 4; ++r) {
       const float wv = scalarOf(w[r][i]);
-      for (int a = 0; a < MR; ++a) out[a][r] += x[a][i] * wv;
+      for (int a = 0; a < MR; ++a) out[a][r] = std::fma(x[a][i], wv, out[a][r]);  // fma: never left to contraction
+    }
+  }
+}
+
+// The same sums as dotTile, in the same order, one row of w at a time: out[a][r] = x[a] · w[r].
+// For few x rows, where the weights stream from memory: one sequential stream per thread reads
+// ~20% faster than dotTile's 4 interleaved rows (each 4 KB row restarts the prefetcher).
+template <int MR, typename T>
+inline void dotRows(const float* const* x, const T* const* w, int k, float out[][4]) {
+  for (int r = 0; r < 4; ++r) {
+    int i = 0;
+    Vec acc[MR];
+    for (int a = 0; a < MR; ++a) acc[a] = vzero();
+    for (; i + kLanes <= k; i += kLanes) {
+      const Vec wv = vload(w[r] + i);
+      for (int a = 0; a < MR; ++a) acc[a] = vfma(vload(x[a] + i), wv, acc[a]);
+    }
+    for (int a = 0; a < MR; ++a) out[a][r] = vhsum(acc[a]);
+    for (; i < k; ++i) {
+      const float wv = scalarOf(w[r][i]);
+      for (int a = 0; a < MR; ++a) out[a][r] = std::fma(x[a][i], wv, out[a][r]);  // fma: never left to contraction
     }
   }
 }

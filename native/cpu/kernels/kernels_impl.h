@@ -14,6 +14,7 @@ void matmulRowsOf(const float* x, int m, const T* w, int n, int k, const float* 
   const int xBlock = std::max(MR, static_cast<int>((192 * 1024) / (static_cast<size_t>(k) * sizeof(float))) / MR * MR);
   for (int i0 = 0; i0 < m; i0 += xBlock) {
     const int i1 = std::min(m, i0 + xBlock);
+    const bool streaming = i1 - i0 < MR;  // one x row tile or less: the weights' bandwidth bounds the time
     for (int j = rowBegin; j < rowEnd; j += 4) {
       const int count = std::min(4, rowEnd - j);
       const T* wr[4];
@@ -33,7 +34,8 @@ void matmulRowsOf(const float* x, int m, const T* w, int n, int k, const float* 
       for (; i < i1; ++i) {
         const float* xr[1] = {x + static_cast<size_t>(i) * k};
         float s[1][4];
-        dotTile<1>(xr, wr, k, s);
+        if (streaming) dotRows<1>(xr, wr, k, s);
+        else dotTile<1>(xr, wr, k, s);
         store(i, s[0]);
       }
     }
