@@ -6,7 +6,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+
+#include "core/dtype.h"
 
 #if defined(MLA_KERNEL_AVX512) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -106,8 +107,7 @@ constexpr int kLanes = 1;
 inline Vec vzero() { return 0.0f; }
 inline Vec vset1(float v) { return v; }
 inline Vec vload(const float* p) { return *p; }
-inline float scalarOf(uint16_t v);
-inline Vec vload(const uint16_t* p) { return scalarOf(*p); }
+inline Vec vload(const uint16_t* p) { return bf16ToFloat(*p); }
 inline void vstore(float* p, Vec v) { *p = v; }
 inline Vec vfma(Vec a, Vec b, Vec c) { return std::fma(a, b, c); }
 inline Vec vadd(Vec a, Vec b) { return a + b; }
@@ -119,11 +119,6 @@ inline Vec vexp(Vec x) { return x < -87.0f ? 0.0f : std::exp(x); }
 
 // One value of a row as a float (the scalar tails).
 inline float scalarOf(float v) { return v; }
-inline float scalarOf(uint16_t v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+inline float scalarOf(uint16_t v) { return bf16ToFloat(v); }
 
 }  // namespace mla::cpu::MLA_KERNEL_NS
