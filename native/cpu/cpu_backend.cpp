@@ -18,12 +18,6 @@ constexpr float kLatentNormEps = 1e-6f;  // q_a_layernorm / kv_a_layernorm, as H
 
 const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
-// A workspace buffer holding `n` values: it keeps its largest allocation, so steps stop allocating
-// (and faulting in fresh pages) once the largest step has run. Every value is written before read.
-std::vector<float>& sized(std::vector<float>& buffer, size_t n) {
-  buffer.resize(n);
-  return buffer;
-}
 }  // namespace
 
 CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype)
@@ -67,24 +61,114 @@ PagedLayer CpuBackend::cacheLayer(int layer) {
   return PagedLayer{cache_.get() + layerStride_ * dtypeSize(cacheDtype_) * layer, blockSize_, config_.cacheEntrySize(), cacheDtype_};
 }
 
-void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer) {
-  const ModelConfig& c = config_;
+// ---- DecoderOps: the model definition (model/decoder.h) runs these ----
+
+namespace {
+constexpr int kNumActs = static_cast<int>(Act::kFfn) + 1;
+// kFfn is written over kGate (silu(gate) * up).
+size_t slotOf(Act act) { return static_cast<size_t>(act == Act::kFfn ? Act::kGate : act); }
+}  // namespace
+
+float* CpuBackend::resize(Act act, int width) {
+  Buffer& b = acts_[slotOf(act)];
+  b.width = width;
+  b.values.resize(static_cast<size_t>(batch_->numTokens) * width);
+  return b.values.data();
+}
+
+float* CpuBackend::data(Act act) { return acts_[slotOf(act)].values.data(); }
+
+void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
+  check(cache_ != nullptr, "cache not allocated");
+  runDecoder(config_, *this, batch, options);
+}
+
+void CpuBackend::beginStep(const ForwardBatch& batch, const MlaPlan& plan) {
+  batch_ = &batch;
+  acts_.resize(kNumActs);
+  numLogitRows_ = 0;
+  absorbed_ = expanded_ = batch;
+  absorbed_.seqs.clear();
+  expanded_.seqs.clear();
+  for (size_t i = 0; i < plan.absorbed.size(); ++i) (plan.absorbed[i] ? absorbed_ : expanded_).seqs.push_back(batch.seqs[i]);
+}
+
+const Matrix& CpuBackend::matrix(int layer, LayerMatrix m) const {
   const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
-  const int T = batch.numTokens, D = c.headDim, qDim = c.numHeads * D, kvDim = c.numKvHeads * D;
-  std::vector<float>& q = sized(ws_.q, static_cast<size_t>(T) * qDim);
-  std::vector<float>& k = sized(ws_.k, static_cast<size_t>(T) * kvDim);
-  std::vector<float>& v = sized(ws_.v, static_cast<size_t>(T) * kvDim);
-  matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
-  matmul(pool_, h, T, w.k, orNull(w.kBias), k.data());
-  matmul(pool_, h, T, w.v, orNull(w.vBias), v.data());
-  if (observer) {
-    observer->observe(layer, ObservePoint::kQ, q.data(), T, qDim);
-    observer->observe(layer, ObservePoint::kK, k.data(), T, kvDim);
-    observer->observe(layer, ObservePoint::kV, v.data(), T, kvDim);
+  switch (m) {
+    case LayerMatrix::kQ: return w.q;
+    case LayerMatrix::kK: return w.k;
+    case LayerMatrix::kV: return w.v;
+    case LayerMatrix::kQA: return w.qA;
+    case LayerMatrix::kQB: return w.qB;
+    case LayerMatrix::kKvA: return w.kvA;
+    case LayerMatrix::kO: return w.o;
+    case LayerMatrix::kGate: return w.gate;
+    case LayerMatrix::kUp: return w.up;
+    case LayerMatrix::kDown: return w.down;
   }
+  throw Error("unknown layer matrix");
+}
+
+const std::vector<float>& CpuBackend::bias(int layer, LayerMatrix m) const {
+  static const std::vector<float> kNone;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  switch (m) {
+    case LayerMatrix::kQ: case LayerMatrix::kQB: return w.qBias;  // q_proj's, or q_b_proj's (the query's last product)
+    case LayerMatrix::kK: return w.kBias;
+    case LayerMatrix::kV: return w.vBias;
+    case LayerMatrix::kQA: return w.qABias;
+    case LayerMatrix::kKvA: return w.kvABias;
+    case LayerMatrix::kO: return w.oBias;
+    default: return kNone;
+  }
+}
+
+const std::vector<float>& CpuBackend::norm(int layer, LayerNorm n) const {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  switch (n) {
+    case LayerNorm::kInput: return w.inputNorm;
+    case LayerNorm::kPostAttention: return w.postAttentionNorm;
+    case LayerNorm::kQA: return w.qANorm;
+    case LayerNorm::kKvA: return w.kvANorm;
+  }
+  throw Error("unknown layer norm");
+}
+
+bool CpuBackend::hasMatrix(int layer, LayerMatrix m) const { return !matrix(layer, m).empty(); }
+bool CpuBackend::hasNorm(int layer, LayerNorm n) const { return !norm(layer, n).empty(); }
+
+void CpuBackend::embed() { embedTokens(weights_.embed, batch_->tokenIds, batch_->numTokens, resize(Act::kX, config_.hiddenSize)); }
+
+void CpuBackend::residualNorm(int layer, LayerNorm n, bool addDelta) {
+  const int T = batch_->numTokens, hidden = config_.hiddenSize;
+  float* x = data(Act::kX);
+  if (addDelta) addInPlace(x, data(Act::kDelta), static_cast<size_t>(T) * hidden);
+  rmsNorm(x, norm(layer, n).data(), T, hidden, config_.rmsNormEps, resize(Act::kH, hidden));
+}
+
+void CpuBackend::linear(int layer, Act in, std::initializer_list<Projection> outs) {
+  for (const Projection& p : outs) {
+    const Matrix& w = matrix(layer, p.weight);
+    matmul(pool_, data(in), batch_->numTokens, w, orNull(bias(layer, p.weight)), resize(p.out, w.rows));
+  }
+}
+
+void CpuBackend::queryLatentNorm(int layer) {
+  const std::vector<float>& weight = norm(layer, LayerNorm::kQA);
+  float* qa = data(Act::kQA);
+  if (!weight.empty()) rmsNorm(qa, weight.data(), batch_->numTokens, config_.qLoraRank, kLatentNormEps, qa);
+}
+
+void CpuBackend::ropeCacheGqa(int layer) {
+  const ModelConfig& c = config_;
+  const int D = c.headDim, qDim = c.numHeads * D, kvDim = c.numKvHeads * D;
+  float* q = data(Act::kQ);
+  const float* k = data(Act::kK);
+  const float* v = data(Act::kV);
   const PagedLayer cache = cacheLayer(layer);
   std::vector<float> e(static_cast<size_t>(2) * kvDim);  // a cache entry: [K heads | V heads]
-  for (const SeqSlice& seq : batch.seqs) {
+  for (const SeqSlice& seq : batch_->seqs) {
     for (int i = 0; i < seq.numTokens; ++i) {
       const int row = seq.tokenOffset + i, pos = seq.start + i;
       for (int hd = 0; hd < c.numHeads; ++hd) applyRope(&q[static_cast<size_t>(row) * qDim + hd * D], pos, c.rope, inverseFrequencies_.data());
@@ -94,103 +178,70 @@ void CpuBackend::gqaLayer(int layer, const ForwardBatch& batch, const float* h, 
       cache.write(seq.blockTable, pos, 0, e.data(), 2 * kvDim);
     }
   }
-  if (c.attention == AttentionKind::kLatentGqa) latentGqaAttention(pool_, c, batch, q.data(), w.kUp, w.vUp, cache, out);
-  else gqaAttention(pool_, c, batch, q.data(), cache, out);
 }
 
-void CpuBackend::mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path,
-                          ActivationObserver* observer) {
+void CpuBackend::ropeCacheMla(int layer) {
   const ModelConfig& c = config_;
-  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
-  const int T = batch.numTokens, L = c.kvLoraRank, R = c.qkRopeHeadDim, qHead = c.qkNopeHeadDim + R;
-  std::vector<float>& q = sized(ws_.q, static_cast<size_t>(T) * c.numHeads * qHead);
-  std::vector<float>& kva = sized(ws_.k, static_cast<size_t>(T) * (L + R));
-  if (!w.qA.empty()) {
-    std::vector<float>& qa = sized(ws_.v, static_cast<size_t>(T) * c.qLoraRank);
-    matmul(pool_, h, T, w.qA, orNull(w.qABias), qa.data());
-    if (observer) observer->observe(layer, ObservePoint::kQA, qa.data(), T, c.qLoraRank);
-    if (!w.qANorm.empty()) rmsNorm(qa.data(), w.qANorm.data(), T, c.qLoraRank, kLatentNormEps, qa.data());
-    matmul(pool_, qa.data(), T, w.qB, orNull(w.qBias), q.data());
-  } else {
-    matmul(pool_, h, T, w.q, orNull(w.qBias), q.data());
-  }
-  matmul(pool_, h, T, w.kvA, orNull(w.kvABias), kva.data());
-  if (observer) {
-    observer->observe(layer, ObservePoint::kQ, q.data(), T, c.numHeads * qHead);
-    observer->observe(layer, ObservePoint::kKvA, kva.data(), T, L + R);
-  }
+  const int L = c.kvLoraRank, R = c.qkRopeHeadDim, qHead = c.qkNopeHeadDim + R;
+  float* q = data(Act::kQ);
+  const float* kva = data(Act::kKvA);
+  const std::vector<float>& kvNorm = norm(layer, LayerNorm::kKvA);
   const PagedLayer cache = cacheLayer(layer);
   std::vector<float> e(static_cast<size_t>(L + R));  // a cache entry: [c_kv | k_pe]
-  for (const SeqSlice& seq : batch.seqs) {
+  for (const SeqSlice& seq : batch_->seqs) {
     for (int i = 0; i < seq.numTokens; ++i) {
       const int row = seq.tokenOffset + i, pos = seq.start + i;
       for (int hd = 0; hd < c.numHeads; ++hd) {
         applyRope(&q[(static_cast<size_t>(row) * c.numHeads + hd) * qHead + c.qkNopeHeadDim], pos, c.rope, inverseFrequencies_.data());
       }
       const float* src = &kva[static_cast<size_t>(row) * (L + R)];
-      if (!w.kvANorm.empty()) rmsNorm(src, w.kvANorm.data(), 1, L, kLatentNormEps, e.data());
+      if (!kvNorm.empty()) rmsNorm(src, kvNorm.data(), 1, L, kLatentNormEps, e.data());
       else std::copy_n(src, L, e.data());
       std::copy_n(src + L, R, e.data() + L);
       applyRope(e.data() + L, pos, c.rope, inverseFrequencies_.data());
       cache.write(seq.blockTable, pos, 0, e.data(), L + R);
     }
   }
-  // Split the batch by attention form; both read the same q and write disjoint rows of out.
-  ForwardBatch absorbed = batch, expanded = batch;
-  absorbed.seqs.clear();
-  expanded.seqs.clear();
-  for (const SeqSlice& seq : batch.seqs) {
-    (useAbsorbed(path, c, seq.numTokens, seq.start + seq.numTokens) ? absorbed : expanded).seqs.push_back(seq);
-  }
-  if (!absorbed.seqs.empty()) mlaAbsorbedAttention(pool_, c, absorbed, q.data(), w.kvB, cache, out);
-  if (!expanded.seqs.empty()) mlaExpandedAttention(pool_, c, expanded, q.data(), w.kvB, cache, out);
 }
 
-void CpuBackend::mlpLayer(int layer, int T, const float* h, float* out) {
-  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
-  const size_t ffn = static_cast<size_t>(config_.intermediateSize);
-  std::vector<float>& gate = sized(ws_.gate, T * ffn);
-  std::vector<float>& up = sized(ws_.up, T * ffn);
-  matmul(pool_, h, T, w.gate, nullptr, gate.data());
-  matmul(pool_, h, T, w.up, nullptr, up.data());
-  siluMul(gate.data(), up.data(), gate.size(), gate.data());
-  matmul(pool_, gate.data(), T, w.down, nullptr, out);
-}
-
-void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
+void CpuBackend::attentionGqa(int layer) {
   const ModelConfig& c = config_;
-  ActivationObserver* observer = options.observer;
-  const int lastLayer = options.lastLayer < 0 ? c.numLayers - 1 : std::min(options.lastLayer, c.numLayers - 1);
-  check(cache_ != nullptr, "cache not allocated");
-  const int T = batch.numTokens, hidden = c.hiddenSize;
-  const size_t attnWidth = static_cast<size_t>(c.numHeads) * c.valueHeadDim();
-  std::vector<float>& x = sized(ws_.x, static_cast<size_t>(T) * hidden);
-  std::vector<float>& h = sized(ws_.h, x.size());
-  std::vector<float>& attn = sized(ws_.attn, T * attnWidth);
-  std::vector<float>& delta = sized(ws_.delta, x.size());
-  embedTokens(weights_.embed, batch.tokenIds, T, x.data());
-  for (int l = 0; l <= lastLayer; ++l) {
-    const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
-    rmsNorm(x.data(), w.inputNorm.data(), T, hidden, c.rmsNormEps, h.data());
-    if (observer) observer->observe(l, ObservePoint::kAttnNorm, h.data(), T, hidden);
-    if (l == lastLayer && options.stopAtAttentionInput) break;
-    if (c.isMla()) mlaLayer(l, batch, h.data(), attn.data(), options.mlaPath, observer);
-    else gqaLayer(l, batch, h.data(), attn.data(), observer);
-    if (observer) observer->observe(l, ObservePoint::kAttnOut, attn.data(), T, static_cast<int>(attnWidth));
-    matmul(pool_, attn.data(), T, w.o, orNull(w.oBias), delta.data());
-    addInPlace(x.data(), delta.data(), x.size());
-    rmsNorm(x.data(), w.postAttentionNorm.data(), T, hidden, c.rmsNormEps, h.data());
-    if (observer) observer->observe(l, ObservePoint::kMlpNorm, h.data(), T, hidden);
-    mlpLayer(l, T, h.data(), delta.data());
-    addInPlace(x.data(), delta.data(), x.size());
-  }
-  numLogitRows_ = lastLayer == c.numLayers - 1 ? static_cast<int>(batch.logitRows.size()) : 0;
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(layer)];
+  float* out = resize(Act::kAttn, c.numHeads * c.valueHeadDim());
+  if (c.attention == AttentionKind::kLatentGqa) latentGqaAttention(pool_, c, *batch_, data(Act::kQ), w.kUp, w.vUp, cacheLayer(layer), out);
+  else gqaAttention(pool_, c, *batch_, data(Act::kQ), cacheLayer(layer), out);
+}
+
+void CpuBackend::attentionMla(int layer) {
+  // Both forms read the same q and write disjoint rows of attn.
+  const ModelConfig& c = config_;
+  const Matrix& kvB = weights_.layers[static_cast<size_t>(layer)].kvB;
+  float* out = resize(Act::kAttn, c.numHeads * c.valueHeadDim());
+  if (!absorbed_.seqs.empty()) mlaAbsorbedAttention(pool_, c, absorbed_, data(Act::kQ), kvB, cacheLayer(layer), out);
+  if (!expanded_.seqs.empty()) mlaExpandedAttention(pool_, c, expanded_, data(Act::kQ), kvB, cacheLayer(layer), out);
+}
+
+void CpuBackend::siluMul() {
+  const size_t n = static_cast<size_t>(batch_->numTokens) * config_.intermediateSize;
+  float* gate = data(Act::kGate);
+  cpu::siluMul(gate, data(Act::kUp), n, gate);
+}
+
+void CpuBackend::finalNorm() {
+  const int hidden = config_.hiddenSize;
+  float* x = data(Act::kX);
+  addInPlace(x, data(Act::kDelta), static_cast<size_t>(batch_->numTokens) * hidden);
+  numLogitRows_ = static_cast<int>(batch_->logitRows.size());
   finalHidden_.resize(static_cast<size_t>(numLogitRows_) * hidden);
   for (int r = 0; r < numLogitRows_; ++r) {
-    const int row = batch.logitRows[static_cast<size_t>(r)];
-    rmsNorm(&x[static_cast<size_t>(row) * hidden], weights_.finalNorm.data(), 1, hidden, c.rmsNormEps,
+    const int row = batch_->logitRows[static_cast<size_t>(r)];
+    rmsNorm(&x[static_cast<size_t>(row) * hidden], weights_.finalNorm.data(), 1, hidden, config_.rmsNormEps,
             &finalHidden_[static_cast<size_t>(r) * hidden]);
   }
+}
+
+void CpuBackend::observe(int layer, ObservePoint point, Act act, ActivationObserver& observer) {
+  observer.observe(layer, point, data(act), batch_->numTokens, acts_[slotOf(act)].width);
 }
 
 void CpuBackend::forEachLogitChunk(const std::function<void(int first, int count)>& fn) {

@@ -7,11 +7,13 @@
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "mla/backend.h"
+#include "model/decoder.h"
 #include "model/weights.h"
 
 namespace mla::cpu {
 
-class CpuBackend : public Backend {
+// Backend: what the engine drives. DecoderOps: the ops the model definition (model/decoder.h) runs.
+class CpuBackend : public Backend, private DecoderOps {
  public:
   // cacheDtype: kBF16 (half the bytes, as the CUDA backend) or kF32.
   CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype = DType::kBF16);
@@ -28,11 +30,28 @@ class CpuBackend : public Backend {
   void endOfStep() override { pool_.park(); }
 
  private:
-  // Attention sublayer: h [T, hidden] (normed) -> out [T, heads * v_head]; writes the new cache entries.
-  // gqaLayer also serves the latent GQA format (k_up_proj / v_up_proj).
-  void gqaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, ActivationObserver* observer);
-  void mlaLayer(int layer, const ForwardBatch& batch, const float* h, float* out, MlaPath path, ActivationObserver* observer);
-  void mlpLayer(int layer, int numTokens, const float* h, float* out);
+  // DecoderOps (model/decoder.h documents each).
+  void beginStep(const ForwardBatch& batch, const MlaPlan& plan) override;
+  bool hasMatrix(int layer, LayerMatrix m) const override;
+  bool hasNorm(int layer, LayerNorm n) const override;
+  void embed() override;
+  void residualNorm(int layer, LayerNorm norm, bool addDelta) override;
+  void linear(int layer, Act in, std::initializer_list<Projection> outs) override;
+  void queryLatentNorm(int layer) override;
+  void ropeCacheGqa(int layer) override;
+  void ropeCacheMla(int layer) override;
+  void attentionGqa(int layer) override;
+  void attentionMla(int layer) override;
+  void siluMul() override;
+  void finalNorm() override;
+  void observe(int layer, ObservePoint point, Act act, ActivationObserver& observer) override;
+
+  const Matrix& matrix(int layer, LayerMatrix m) const;
+  const std::vector<float>& bias(int layer, LayerMatrix m) const;  // empty: none
+  const std::vector<float>& norm(int layer, LayerNorm n) const;    // empty: none
+  // The buffer of `act`, sized to [T, width] (keeps its largest allocation: steps stop allocating).
+  float* resize(Act act, int width);
+  float* data(Act act);
   PagedLayer cacheLayer(int layer);
   // For each chunk of at most kLogitChunk logit rows [first, first + count): computes their logits
   // into logitsChunk_ [count, vocab], then calls fn(first, count).
@@ -49,12 +68,15 @@ class CpuBackend : public Backend {
   int numBlocks_ = 0;
   int blockSize_ = 64;
 
-  // Activations of one step, allocated once (grown to the largest step): x, h, delta [T, hidden];
-  // attn [T, heads * v_head]; q, k, v the attention projections (MLA: q, kv_a in k, q_a in v);
-  // gate, up [T, ffn].
-  struct Workspace {
-    std::vector<float> x, h, attn, delta, q, k, v, gate, up;
-  } ws_;
+  // The step's activations (model/decoder.h's Act), allocated once and grown to the largest step.
+  // kFfn shares kGate's buffer: silu(gate) * up is written over gate.
+  struct Buffer {
+    std::vector<float> values;  // [T, width]
+    int width = 0;
+  };
+  std::vector<Buffer> acts_;
+  const ForwardBatch* batch_ = nullptr;  // the step being run
+  ForwardBatch absorbed_, expanded_;     // MLA: the step's sequences by the plan's form
 
   std::vector<float> finalHidden_;  // [logit rows, hidden], final norm applied
   int numLogitRows_ = 0;

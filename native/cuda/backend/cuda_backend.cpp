@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "core/dtype.h"
-#include "mla/mla_path.h"
 #include "cuda/kernels/elementwise.cuh"
 #include "cuda/kernels/gqa_attention.cuh"
 #include "cuda/kernels/mla_decode.cuh"
@@ -81,177 +80,21 @@ void CudaBackend::poisonBlock(int b) {
   MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::observe(ActivationObserver* observer, int layer, ObservePoint point, const void* device, bool isBf16, int rows, int cols) {
-  if (!observer) return;
-  const size_t n = static_cast<size_t>(rows) * cols;
-  std::vector<float> host(n);
-  if (isBf16) {
-    std::vector<uint16_t> raw(n);
-    MLA_CUDA_CHECK(cudaMemcpyAsync(raw.data(), device, n * 2, cudaMemcpyDeviceToHost, stream_));
-    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    std::transform(raw.begin(), raw.end(), host.begin(), bf16ToFloat);
-  } else {
-    MLA_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, n * 4, cudaMemcpyDeviceToHost, stream_));
-    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  observer->observe(layer, point, host.data(), rows, cols);
-}
-
-void CudaBackend::attentionGqa(int l, int T) {
-  const ModelConfig& c = config_;
-  const DeviceLayer& d = layers_[static_cast<size_t>(l)];
-  Workspace& w = *ws_;
-  const int D = c.headDim, width = (c.numHeads + 2 * c.numKvHeads) * D;
-  gemm_->linear(w.h.get(), T, c.hiddenSize, d.qkv.get(), width, w.proj.reserve(static_cast<size_t>(T) * width), OutType::kF32, stream_);
-  if (d.hasQkvBias) addBias(w.proj.get(), d.qkvBias.get(), T, width, stream_);
-  GqaRopeCacheParams rc;
-  rc.qkv = w.proj.get();
-  rc.tokens = {w.positions.get(), w.slots.get()};
-  rc.rope = {inverseFrequencies_.get(), c.rope.dim, c.rope.interleaved};
-  rc.numTokens = T;
-  rc.numHeads = c.numHeads;
-  rc.numKvHeads = c.numKvHeads;
-  rc.headDim = D;
-  rc.q = w.q.reserve(static_cast<size_t>(T) * c.numHeads * D);
-  rc.cache = cacheLayer(l);
-  gqaRopeCache(rc, stream_);
-  GqaAttentionParams ap;
-  ap.q = w.q.get();
-  ap.cache = cacheLayer(l);
-  ap.blockTables = w.blockTables.get();
-  ap.rowSeq = w.rowSeq.get();
-  ap.rowLength = w.rowLength.get();
-  ap.rows = T;
-  ap.heads = c.numHeads;
-  ap.kvHeads = c.numKvHeads;
-  ap.headDim = D;
-  ap.blockSize = blockSize_;
-  ap.maxBlocksPerSeq = w.maxBlocksPerSeq;
-  ap.slidingWindow = c.slidingWindow;
-  ap.scale = c.softmaxScale;
-  ap.out = w.attn.reserve(static_cast<size_t>(T) * c.numHeads * D);
-  gqaAttention(ap, stream_);
-}
-
-void CudaBackend::attentionMla(int l, int T) {
-  const ModelConfig& c = config_;
-  const DeviceLayer& d = layers_[static_cast<size_t>(l)];
-  Workspace& w = *ws_;
-  const int H = c.numHeads, N = c.qkNopeHeadDim, R = c.qkRopeHeadDim, V = c.vHeadDim, L = c.kvLoraRank, qw = H * (N + R);
-  float* q = w.proj.reserve(static_cast<size_t>(T) * qw);
-  if (!d.qA.capacity()) {
-    gemm_->linear(w.h.get(), T, c.hiddenSize, d.q.get(), qw, q, OutType::kF32, stream_);
-  } else {
-    float* qa = w.qa.reserve(static_cast<size_t>(T) * c.qLoraRank);
-    gemm_->linear(w.h.get(), T, c.hiddenSize, d.qA.get(), c.qLoraRank, qa, OutType::kF32, stream_);
-    if (d.hasQABias) addBias(qa, d.qABias.get(), T, c.qLoraRank, stream_);
-    bf16* normed = w.qaNormed.reserve(static_cast<size_t>(T) * c.qLoraRank);
-    if (d.qANorm.capacity()) {
-      RmsNormParams np;
-      np.residual = qa;
-      np.weight = d.qANorm.get();
-      np.out = normed;
-      np.rows = T;
-      np.dim = c.qLoraRank;
-      np.eps = 1e-6f;
-      rmsNormResidual(np, stream_);
-    } else {
-      toBf16(qa, static_cast<size_t>(T) * c.qLoraRank, normed, stream_);
-    }
-    gemm_->linear(normed, T, c.qLoraRank, d.qB.get(), qw, q, OutType::kF32, stream_);
-  }
-  if (d.hasQBias) addBias(q, d.qBias.get(), T, qw, stream_);
-  float* kva = w.kva.reserve(static_cast<size_t>(T) * (L + R));
-  gemm_->linear(w.h.get(), T, c.hiddenSize, d.kvA.get(), L + R, kva, OutType::kF32, stream_);
-  if (d.hasKvABias) addBias(kva, d.kvABias.get(), T, L + R, stream_);
-
-  MlaRopeCacheParams rc;
-  rc.q = q;
-  rc.kva = kva;
-  rc.kvNorm = d.kvANorm.capacity() ? d.kvANorm.get() : nullptr;
-  rc.tokens = {w.positions.get(), w.slots.get()};
-  rc.rope = {inverseFrequencies_.get(), c.rope.dim, c.rope.interleaved};
-  rc.numTokens = T;
-  rc.numHeads = H;
-  rc.nope = N;
-  rc.ropeDim = R;
-  rc.kvLoraRank = L;
-  rc.qNope = w.qNope.reserve(static_cast<size_t>(T) * H * N);
-  rc.qRope = w.qRope.reserve(static_cast<size_t>(T) * H * R);
-  rc.cache = cacheLayer(l);
-  mlaRopeCache(rc, stream_);
-
-  // Absorb: q_latent[t, h, :] = q_nope[t, h, :] · W_UK_h, W_UK_h = kv_b rows [h (N+V), h (N+V) + N).
-  BatchedProduct absorb;
-  absorb.a = w.qNope.get();
-  absorb.lda = H * N;
-  absorb.strideA = N;
-  absorb.b = d.kvB.get();
-  absorb.ldb = L;
-  absorb.strideB = static_cast<long long>(N + V) * L;
-  absorb.c = w.qLatent.reserve(static_cast<size_t>(T) * H * L);
-  absorb.ldc = H * L;
-  absorb.strideC = L;
-  absorb.out = OutType::kBF16;
-  absorb.m = T;
-  absorb.n = L;
-  absorb.k = N;
-  absorb.batch = H;
-  gemm_->batched(absorb, stream_);
-
-  w.outLatent.reserve(static_cast<size_t>(T) * H * L);
-  if (w.numTiles > 0) mlaDecodeScheduled(mlaParams(l), L, R, stream_);
-
-  // out[t, h, :] = W_UV_h · out_latent[t, h, :], W_UV_h = kv_b rows [h (N+V) + N, (h+1)(N+V)).
-  BatchedProduct expand;
-  expand.a = w.outLatent.get();
-  expand.lda = H * L;
-  expand.strideA = L;
-  expand.b = d.kvB.get() + static_cast<size_t>(N) * L;
-  expand.ldb = L;
-  expand.strideB = static_cast<long long>(N + V) * L;
-  expand.transB = true;
-  expand.c = w.attn.reserve(static_cast<size_t>(T) * H * V);
-  expand.ldc = H * V;
-  expand.strideC = V;
-  expand.out = OutType::kBF16;
-  expand.m = T;
-  expand.n = V;
-  expand.k = L;
-  expand.batch = H;
-  gemm_->batched(expand, stream_);
-  // Rows of sequences in expanded form: computed apart, over the rows the products above wrote.
-  for (const SeqSlice& s : w.expanded) attentionExpanded(l, s);
-}
-
-MlaDecodeParams CudaBackend::mlaParams(int l) const {
-  const ModelConfig& c = config_;
-  Workspace& w = *ws_;
-  MlaDecodeParams p;
-  p.qLatent = w.qLatent.get();
-  p.qRope = w.qRope.get();
-  p.cache = cacheLayer(l);
-  p.blockTables = w.blockTables.get();
-  p.rowLength = w.rowLength.get();
-  p.tiles = w.tiles.get();
-  p.numTiles = w.numTiles;
-  p.heads = c.numHeads;
-  p.maxBlocksPerSeq = w.maxBlocksPerSeq;
-  p.scale = c.softmaxScale;
-  p.schedule = {w.spans.get(), w.tileStart.get(), w.tileSplits.get(), w.tileSlot.get(), w.numCtas};
-  p.partialOut = w.partialOut.get();
-  p.partialLse = w.partialLse.get();
-  p.out = w.outLatent.get();
-  return p;
-}
+// ---- DecoderOps: the model definition (model/decoder.h) runs these ----
 
 void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
-  const ModelConfig& c = config_;
   check(cache_.get() != nullptr, "cache not allocated");
   MLA_CUDA_CHECK(cudaSetDevice(device_));
+  runDecoder(config_, *this, batch, options);
+  MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::beginStep(const ForwardBatch& batch, const MlaPlan& plan) {
+  const ModelConfig& c = config_;
   Workspace& w = *ws_;
-  const int T = batch.numTokens, hidden = c.hiddenSize;
-  const int lastLayer = options.lastLayer < 0 ? c.numLayers - 1 : std::min(options.lastLayer, c.numLayers - 1);
+  batch_ = &batch;
+  numLogitRows_ = 0;
+  const int T = batch.numTokens;
   // The step's layout: per token its position, cache slot, sequence and causal length.
   std::vector<int32_t> positions(T), rowSeq(T), rowLength(T);
   std::vector<int64_t> slots(T);
@@ -277,15 +120,13 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
   w.slots.upload(slots, stream_);
   w.blockTables.upload(tables, stream_);
   if (c.isMla()) {
-    // Each sequence goes absorbed or expanded by the rule both backends follow (mla/mla_path.h);
-    // the absorbed ones' tiles and their schedule serve every layer of the step.
+    // The absorbed sequences' tiles and their schedule serve every layer of the step.
     std::vector<MlaSeqRows> seqRows;
     w.expanded.clear();
     for (size_t si = 0; si < batch.seqs.size(); ++si) {
       const SeqSlice& s = batch.seqs[si];
-      const int context = s.start + s.numTokens;
-      if (!useAbsorbed(options.mlaPath, c, s.numTokens, context) && expandedFits(context)) w.expanded.push_back(s);
-      else seqRows.push_back({static_cast<int>(si), s.tokenOffset, s.numTokens});
+      if (plan.absorbed[si]) seqRows.push_back({static_cast<int>(si), s.tokenOffset, s.numTokens});
+      else w.expanded.push_back(s);
     }
     const std::vector<MlaTile> tiles = mlaTiles(seqRows, rowLength.data(), c.numHeads);
     w.numTiles = static_cast<int>(tiles.size());
@@ -295,52 +136,322 @@ void CudaBackend::forward(const ForwardBatch& batch, const ForwardOptions& optio
     w.tileSlot.reserve(tiles.size());
     mlaSchedule(mlaParams(0), stream_);
   }
+}
 
-  float* x = w.x.reserve(static_cast<size_t>(T) * hidden);
-  float* delta = w.delta.reserve(static_cast<size_t>(T) * hidden);
-  bf16* h = w.h.reserve(static_cast<size_t>(T) * hidden);
-  embedTokens(embed_.get(), w.tokens.get(), T, hidden, x, stream_);
-  auto norm = [&](const bf16* weight, bool addDelta) {
-    RmsNormParams np;
-    np.residual = x;
-    np.delta = addDelta ? delta : nullptr;
-    np.weight = weight;
-    np.out = h;
-    np.rows = T;
-    np.dim = hidden;
-    np.eps = c.rmsNormEps;
-    rmsNormResidual(np, stream_);
+bool CudaBackend::hasMatrix(int layer, LayerMatrix m) const {
+  const DeviceLayer& d = layers_[static_cast<size_t>(layer)];
+  switch (m) {
+    case LayerMatrix::kQA: return d.qA.capacity() > 0;
+    case LayerMatrix::kQB: return d.qB.capacity() > 0;
+    case LayerMatrix::kQ: return config_.isMla() ? d.q.capacity() > 0 : true;
+    default: return true;  // required by every format this backend serves
+  }
+}
+
+bool CudaBackend::hasNorm(int layer, LayerNorm n) const {
+  const DeviceLayer& d = layers_[static_cast<size_t>(layer)];
+  if (n == LayerNorm::kQA) return d.qANorm.capacity() > 0;
+  if (n == LayerNorm::kKvA) return d.kvANorm.capacity() > 0;
+  return true;
+}
+
+void CudaBackend::embed() {
+  const int T = batch_->numTokens, hidden = config_.hiddenSize;
+  Workspace& w = *ws_;
+  w.delta.reserve(static_cast<size_t>(T) * hidden);
+  w.h.reserve(static_cast<size_t>(T) * hidden);
+  embedTokens(embed_.get(), w.tokens.get(), T, hidden, w.x.reserve(static_cast<size_t>(T) * hidden), stream_);
+}
+
+void CudaBackend::normInto(const bf16* weight, bool addDelta) {
+  RmsNormParams np;
+  np.residual = ws_->x.get();
+  np.delta = addDelta ? ws_->delta.get() : nullptr;
+  np.weight = weight;
+  np.out = ws_->h.get();
+  np.rows = batch_->numTokens;
+  np.dim = config_.hiddenSize;
+  np.eps = config_.rmsNormEps;
+  rmsNormResidual(np, stream_);
+}
+
+void CudaBackend::residualNorm(int layer, LayerNorm norm, bool addDelta) {
+  const DeviceLayer& d = layers_[static_cast<size_t>(layer)];
+  check(norm == LayerNorm::kInput || norm == LayerNorm::kPostAttention, "residualNorm: a residual norm is required");
+  normInto(norm == LayerNorm::kInput ? d.inputNorm.get() : d.postNorm.get(), addDelta);
+}
+
+void CudaBackend::finalNorm() {
+  Workspace& w = *ws_;
+  const int hidden = config_.hiddenSize;
+  normInto(finalNorm_.get(), true);
+  numLogitRows_ = static_cast<int>(batch_->logitRows.size());
+  w.logitRows.upload(batch_->logitRows, stream_);
+  gatherRowsBf16(w.h.get(), w.logitRows.get(), numLogitRows_, hidden,
+                 w.finalHidden.reserve(static_cast<size_t>(std::max(1, numLogitRows_)) * hidden), stream_);
+}
+
+void CudaBackend::linear(int layer, Act in, std::initializer_list<Projection> outs) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& d = layers_[static_cast<size_t>(layer)];
+  Workspace& w = *ws_;
+  const int T = batch_->numTokens, hidden = c.hiddenSize;
+  // The product's input: the bf16 form of `in`.
+  const bf16* a = nullptr;
+  int k = 0;
+  switch (in) {
+    case Act::kH: a = w.h.get(), k = hidden; break;
+    case Act::kAttn: a = w.attn.get(), k = c.numHeads * c.valueHeadDim(); break;
+    case Act::kFfn: a = w.ffn.get(), k = c.intermediateSize; break;
+    case Act::kQA: a = w.qaNormed.get(), k = c.qLoraRank; break;  // written by queryLatentNorm
+    default: throw Error("the CUDA backend has no bf16 form of this activation for a product");
+  }
+  // The weights (groups as uploaded together: q|k|v, gate|up), the output and its bias.
+  const bf16* weight = nullptr;
+  const float* bias = nullptr;
+  int n = 0;
+  float* out = nullptr;
+  const LayerMatrix first = outs.begin()->weight;
+  const int H = c.numHeads, qkHead = c.qkNopeHeadDim + c.qkRopeHeadDim;
+  auto group = [&](std::initializer_list<LayerMatrix> names) {
+    if (outs.size() != names.size()) return false;
+    auto name = names.begin();
+    for (const Projection& p : outs) if (p.weight != *name++) return false;
+    return true;
   };
-  const size_t attnWidth = static_cast<size_t>(c.numHeads) * c.valueHeadDim();
-  bool pending = false;
-  bool completed = false;
-  for (int l = 0; l <= lastLayer; ++l) {
-    const DeviceLayer& d = layers_[static_cast<size_t>(l)];
-    norm(d.inputNorm.get(), pending);
-    observe(options.observer, l, ObservePoint::kAttnNorm, h, true, T, hidden);
-    if (l == lastLayer && options.stopAtAttentionInput) break;
-    if (c.isMla()) attentionMla(l, T);
-    else attentionGqa(l, T);
-    observe(options.observer, l, ObservePoint::kAttnOut, w.attn.get(), true, T, static_cast<int>(attnWidth));
-    gemm_->linear(w.attn.get(), T, static_cast<int>(attnWidth), d.o.get(), hidden, delta, OutType::kF32, stream_);
-    if (d.hasOBias) addBias(delta, d.oBias.get(), T, hidden, stream_);
-    norm(d.postNorm.get(), true);
-    observe(options.observer, l, ObservePoint::kMlpNorm, h, true, T, hidden);
-    const int F = c.intermediateSize;
-    gemm_->linear(h, T, hidden, d.gateUp.get(), 2 * F, w.gateUp.reserve(static_cast<size_t>(T) * 2 * F), OutType::kF32, stream_);
-    swiglu(w.gateUp.get(), T, F, w.ffn.reserve(static_cast<size_t>(T) * F), stream_);
-    gemm_->linear(w.ffn.get(), T, F, d.down.get(), hidden, delta, OutType::kF32, stream_);
-    pending = true;
-    completed = l == c.numLayers - 1;
+  if (outs.size() > 1) {
+    if (group({LayerMatrix::kQ, LayerMatrix::kK, LayerMatrix::kV})) {
+      n = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
+      weight = d.qkv.get(), bias = d.hasQkvBias ? d.qkvBias.get() : nullptr, out = w.proj.reserve(static_cast<size_t>(T) * n);
+    } else if (group({LayerMatrix::kGate, LayerMatrix::kUp})) {
+      n = 2 * c.intermediateSize;
+      weight = d.gateUp.get(), out = w.gateUp.reserve(static_cast<size_t>(T) * n);
+    } else {
+      throw Error("the CUDA backend stores no such group of projections together");
+    }
+  } else {
+    switch (first) {
+      case LayerMatrix::kQ: n = H * qkHead, weight = d.q.get(), bias = d.hasQBias ? d.qBias.get() : nullptr; break;
+      case LayerMatrix::kQB: n = H * qkHead, weight = d.qB.get(), bias = d.hasQBias ? d.qBias.get() : nullptr; break;
+      case LayerMatrix::kQA: n = c.qLoraRank, weight = d.qA.get(), bias = d.hasQABias ? d.qABias.get() : nullptr; break;
+      case LayerMatrix::kKvA: n = c.kvLoraRank + c.qkRopeHeadDim, weight = d.kvA.get(), bias = d.hasKvABias ? d.kvABias.get() : nullptr; break;
+      case LayerMatrix::kO: n = hidden, weight = d.o.get(), bias = d.hasOBias ? d.oBias.get() : nullptr; break;
+      case LayerMatrix::kDown: n = hidden, weight = d.down.get(); break;
+      default: throw Error("the CUDA backend runs this projection only in its group");
+    }
+    switch (outs.begin()->out) {
+      case Act::kQ: out = w.proj.reserve(static_cast<size_t>(T) * n); break;
+      case Act::kQA: out = w.qa.reserve(static_cast<size_t>(T) * n); break;
+      case Act::kKvA: out = w.kva.reserve(static_cast<size_t>(T) * n); break;
+      case Act::kDelta: out = w.delta.get(); break;
+      default: throw Error("the CUDA backend keeps no f32 buffer for this projection's output");
+    }
   }
-  numLogitRows_ = 0;
-  if (completed) {
-    norm(finalNorm_.get(), true);
-    numLogitRows_ = static_cast<int>(batch.logitRows.size());
-    w.logitRows.upload(batch.logitRows, stream_);
-    gatherRowsBf16(h, w.logitRows.get(), numLogitRows_, hidden, w.finalHidden.reserve(static_cast<size_t>(std::max(1, numLogitRows_)) * hidden), stream_);
+  gemm_->linear(a, T, k, weight, n, out, OutType::kF32, stream_);
+  if (bias) addBias(out, bias, T, n, stream_);
+}
+
+void CudaBackend::queryLatentNorm(int layer) {
+  const DeviceLayer& d = layers_[static_cast<size_t>(layer)];
+  Workspace& w = *ws_;
+  const int T = batch_->numTokens, qr = config_.qLoraRank;
+  bf16* normed = w.qaNormed.reserve(static_cast<size_t>(T) * qr);
+  if (d.qANorm.capacity()) {
+    RmsNormParams np;
+    np.residual = w.qa.get();
+    np.weight = d.qANorm.get();
+    np.out = normed;
+    np.rows = T;
+    np.dim = qr;
+    np.eps = 1e-6f;
+    rmsNormResidual(np, stream_);
+  } else {
+    toBf16(w.qa.get(), static_cast<size_t>(T) * qr, normed, stream_);
   }
-  MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::ropeCacheGqa(int l) {
+  const ModelConfig& c = config_;
+  Workspace& w = *ws_;
+  GqaRopeCacheParams rc;
+  rc.qkv = w.proj.get();
+  rc.tokens = {w.positions.get(), w.slots.get()};
+  rc.rope = {inverseFrequencies_.get(), c.rope.dim, c.rope.interleaved};
+  rc.numTokens = batch_->numTokens;
+  rc.numHeads = c.numHeads;
+  rc.numKvHeads = c.numKvHeads;
+  rc.headDim = c.headDim;
+  rc.q = w.q.reserve(static_cast<size_t>(batch_->numTokens) * c.numHeads * c.headDim);
+  rc.cache = cacheLayer(l);
+  gqaRopeCache(rc, stream_);
+}
+
+void CudaBackend::attentionGqa(int l) {
+  const ModelConfig& c = config_;
+  Workspace& w = *ws_;
+  const int T = batch_->numTokens;
+  GqaAttentionParams ap;
+  ap.q = w.q.get();
+  ap.cache = cacheLayer(l);
+  ap.blockTables = w.blockTables.get();
+  ap.rowSeq = w.rowSeq.get();
+  ap.rowLength = w.rowLength.get();
+  ap.rows = T;
+  ap.heads = c.numHeads;
+  ap.kvHeads = c.numKvHeads;
+  ap.headDim = c.headDim;
+  ap.blockSize = blockSize_;
+  ap.maxBlocksPerSeq = w.maxBlocksPerSeq;
+  ap.slidingWindow = c.slidingWindow;
+  ap.scale = c.softmaxScale;
+  ap.out = w.attn.reserve(static_cast<size_t>(T) * c.numHeads * c.headDim);
+  gqaAttention(ap, stream_);
+}
+
+void CudaBackend::ropeCacheMla(int l) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& d = layers_[static_cast<size_t>(l)];
+  Workspace& w = *ws_;
+  const int T = batch_->numTokens, H = c.numHeads;
+  MlaRopeCacheParams rc;
+  rc.q = w.proj.get();
+  rc.kva = w.kva.get();
+  rc.kvNorm = d.kvANorm.capacity() ? d.kvANorm.get() : nullptr;
+  rc.tokens = {w.positions.get(), w.slots.get()};
+  rc.rope = {inverseFrequencies_.get(), c.rope.dim, c.rope.interleaved};
+  rc.numTokens = T;
+  rc.numHeads = H;
+  rc.nope = c.qkNopeHeadDim;
+  rc.ropeDim = c.qkRopeHeadDim;
+  rc.kvLoraRank = c.kvLoraRank;
+  rc.qNope = w.qNope.reserve(static_cast<size_t>(T) * H * c.qkNopeHeadDim);
+  rc.qRope = w.qRope.reserve(static_cast<size_t>(T) * H * c.qkRopeHeadDim);
+  rc.cache = cacheLayer(l);
+  mlaRopeCache(rc, stream_);
+}
+
+void CudaBackend::attentionMla(int l) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& d = layers_[static_cast<size_t>(l)];
+  Workspace& w = *ws_;
+  const int T = batch_->numTokens, H = c.numHeads, N = c.qkNopeHeadDim, V = c.vHeadDim, L = c.kvLoraRank;
+  // Absorb: q_latent[t, h, :] = q_nope[t, h, :] · W_UK_h, W_UK_h = kv_b rows [h (N+V), h (N+V) + N).
+  BatchedProduct absorb;
+  absorb.a = w.qNope.get();
+  absorb.lda = H * N;
+  absorb.strideA = N;
+  absorb.b = d.kvB.get();
+  absorb.ldb = L;
+  absorb.strideB = static_cast<long long>(N + V) * L;
+  absorb.c = w.qLatent.reserve(static_cast<size_t>(T) * H * L);
+  absorb.ldc = H * L;
+  absorb.strideC = L;
+  absorb.out = OutType::kBF16;
+  absorb.m = T;
+  absorb.n = L;
+  absorb.k = N;
+  absorb.batch = H;
+  gemm_->batched(absorb, stream_);
+
+  w.outLatent.reserve(static_cast<size_t>(T) * H * L);
+  if (w.numTiles > 0) mlaDecodeScheduled(mlaParams(l), L, c.qkRopeHeadDim, stream_);
+
+  // out[t, h, :] = W_UV_h · out_latent[t, h, :], W_UV_h = kv_b rows [h (N+V) + N, (h+1)(N+V)).
+  BatchedProduct expand;
+  expand.a = w.outLatent.get();
+  expand.lda = H * L;
+  expand.strideA = L;
+  expand.b = d.kvB.get() + static_cast<size_t>(N) * L;
+  expand.ldb = L;
+  expand.strideB = static_cast<long long>(N + V) * L;
+  expand.transB = true;
+  expand.c = w.attn.reserve(static_cast<size_t>(T) * H * V);
+  expand.ldc = H * V;
+  expand.strideC = V;
+  expand.out = OutType::kBF16;
+  expand.m = T;
+  expand.n = V;
+  expand.k = L;
+  expand.batch = H;
+  gemm_->batched(expand, stream_);
+  // Rows of sequences in expanded form: computed apart, over the rows the products above wrote.
+  for (const SeqSlice& s : w.expanded) attentionExpanded(l, s);
+}
+
+void CudaBackend::siluMul() {
+  const int T = batch_->numTokens, F = config_.intermediateSize;
+  swiglu(ws_->gateUp.get(), T, F, ws_->ffn.reserve(static_cast<size_t>(T) * F), stream_);
+}
+
+CudaBackend::ActView CudaBackend::view(Act act) const {
+  const ModelConfig& c = config_;
+  const Workspace& w = *ws_;
+  const int hidden = c.hiddenSize, F = c.intermediateSize;
+  const int qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim, qkv = qDim + 2 * kvDim;
+  switch (act) {
+    case Act::kX: return {w.x.get(), false, hidden, hidden, 0};
+    case Act::kH: return {w.h.get(), true, hidden, hidden, 0};
+    case Act::kDelta: return {w.delta.get(), false, hidden, hidden, 0};
+    case Act::kQ: {
+      if (!c.isMla()) return {w.proj.get(), false, qDim, qkv, 0};  // q|k|v from one product
+      const int width = c.numHeads * (c.qkNopeHeadDim + c.qkRopeHeadDim);
+      return {w.proj.get(), false, width, width, 0};
+    }
+    case Act::kK: return {w.proj.get(), false, kvDim, qkv, qDim};
+    case Act::kV: return {w.proj.get(), false, kvDim, qkv, qDim + kvDim};
+    case Act::kQA: return {w.qa.get(), false, c.qLoraRank, c.qLoraRank, 0};
+    case Act::kKvA: return {w.kva.get(), false, c.kvLoraRank + c.qkRopeHeadDim, c.kvLoraRank + c.qkRopeHeadDim, 0};
+    case Act::kAttn: {
+      const int width = c.numHeads * c.valueHeadDim();
+      return {w.attn.get(), true, width, width, 0};
+    }
+    case Act::kGate: return {w.gateUp.get(), false, F, 2 * F, 0};
+    case Act::kUp: return {w.gateUp.get(), false, F, 2 * F, F};
+    case Act::kFfn: return {w.ffn.get(), true, F, F, 0};
+  }
+  throw Error("unknown activation");
+}
+
+void CudaBackend::observe(int layer, ObservePoint point, Act act, ActivationObserver& observer) {
+  const ActView v = view(act);
+  const int rows = batch_->numTokens;
+  const size_t n = static_cast<size_t>(rows) * v.ld;
+  std::vector<float> all(n);
+  if (v.isBf16) {
+    std::vector<uint16_t> raw(n);
+    MLA_CUDA_CHECK(cudaMemcpyAsync(raw.data(), v.data, n * 2, cudaMemcpyDeviceToHost, stream_));
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::transform(raw.begin(), raw.end(), all.begin(), bf16ToFloat);
+  } else {
+    MLA_CUDA_CHECK(cudaMemcpyAsync(all.data(), v.data, n * 4, cudaMemcpyDeviceToHost, stream_));
+    MLA_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  std::vector<float> host(static_cast<size_t>(rows) * v.cols);
+  for (int r = 0; r < rows; ++r) {
+    std::copy_n(&all[static_cast<size_t>(r) * v.ld + v.offset], v.cols, &host[static_cast<size_t>(r) * v.cols]);
+  }
+  observer.observe(layer, point, host.data(), rows, v.cols);
+}
+
+MlaDecodeParams CudaBackend::mlaParams(int l) const {
+  const ModelConfig& c = config_;
+  Workspace& w = *ws_;
+  MlaDecodeParams p;
+  p.qLatent = w.qLatent.get();
+  p.qRope = w.qRope.get();
+  p.cache = cacheLayer(l);
+  p.blockTables = w.blockTables.get();
+  p.rowLength = w.rowLength.get();
+  p.tiles = w.tiles.get();
+  p.numTiles = w.numTiles;
+  p.heads = c.numHeads;
+  p.maxBlocksPerSeq = w.maxBlocksPerSeq;
+  p.scale = c.softmaxScale;
+  p.schedule = {w.spans.get(), w.tileStart.get(), w.tileSplits.get(), w.tileSlot.get(), w.numCtas};
+  p.partialOut = w.partialOut.get();
+  p.partialLse = w.partialLse.get();
+  p.out = w.outLatent.get();
+  return p;
 }
 
 void CudaBackend::computeLogits(int first, int count) {

@@ -8,6 +8,7 @@
 #include "cuda/backend/gemm.h"
 #include "cuda/kernels/mla_decode.cuh"
 #include "mla/backend.h"
+#include "model/decoder.h"
 #include "model/weights.h"
 
 namespace mla::cuda {
@@ -26,7 +27,8 @@ struct DeviceLayer {
   bool hasQkvBias = false, hasQBias = false, hasQABias = false, hasKvABias = false, hasOBias = false;
 };
 
-class CudaBackend : public Backend {
+// Backend: what the engine drives. DecoderOps: the ops the model definition (model/decoder.h) runs.
+class CudaBackend : public Backend, private DecoderOps {
  public:
   CudaBackend(const ModelConfig& config, const Weights& weights, int device, const StepLimits& limits);
   ~CudaBackend() override;
@@ -44,14 +46,36 @@ class CudaBackend : public Backend {
 
  private:
   struct Workspace;
+  // DecoderOps (model/decoder.h documents each).
+  void beginStep(const ForwardBatch& batch, const MlaPlan& plan) override;
+  bool expandedFits(int contextLength) const override;
+  bool hasMatrix(int layer, LayerMatrix m) const override;
+  bool hasNorm(int layer, LayerNorm n) const override;
+  void embed() override;
+  void residualNorm(int layer, LayerNorm norm, bool addDelta) override;
+  void linear(int layer, Act in, std::initializer_list<Projection> outs) override;
+  void queryLatentNorm(int layer) override;
+  void ropeCacheGqa(int layer) override;
+  void ropeCacheMla(int layer) override;
+  void attentionGqa(int layer) override;
+  void attentionMla(int layer) override;
+  void siluMul() override;
+  void finalNorm() override;
+  void observe(int layer, ObservePoint point, Act act, ActivationObserver& observer) override;
+
+  // Where an activation lives: `cols` values per row from `data` (+ `offset`), rows `ld` apart.
+  struct ActView {
+    const void* data = nullptr;
+    bool isBf16 = false;
+    int cols = 0, ld = 0, offset = 0;
+  };
+  ActView view(Act act) const;
+  // x += delta (when addDelta); h = rmsNorm(x) * weight.
+  void normInto(const bf16* weight, bool addDelta);
   void uploadWeights(const Weights& w);
-  void attentionGqa(int layer, int T);
-  void attentionMla(int layer, int T);
   MlaDecodeParams mlaParams(int layer) const;
   // One sequence's attention in expanded form (cuda_mla_expanded.cpp), into its rows of ws.attn.
   void attentionExpanded(int layer, const SeqSlice& seq);
-  bool expandedFits(int contextLength) const;
-  void observe(ActivationObserver* observer, int layer, ObservePoint point, const void* device, bool isBf16, int rows, int cols);
   bf16* cacheLayer(int layer) const;
   // Logits of logit rows [first, first + count) into ws.logits.
   void computeLogits(int first, int count);
@@ -74,6 +98,7 @@ class CudaBackend : public Backend {
   int numBlocks_ = 0, blockSize_ = 64;
 
   std::unique_ptr<Workspace> ws_;
+  const ForwardBatch* batch_ = nullptr;  // the step being run
   int numLogitRows_ = 0;
 };
 
