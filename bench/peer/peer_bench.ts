@@ -21,25 +21,41 @@ import type { NativeEngine } from "../../src/native/types.js";
 import { packageRoot } from "../../src/paths.js";
 import { writeGguf } from "./gguf.js";
 
-const { values: v } = parseArgs({
-  options: {
-    model: { type: "string" },
-    contexts: { type: "string", default: "512,4096" },
-    batches: { type: "string", default: "1,8" },
-    reps: { type: "string", default: "3" },
-    gen: { type: "string", default: "32" },
-    threads: { type: "string", default: "2" },
-    "greedy-model": { type: "string", default: path.join(packageRoot(), "models", "gutenberg-tiny") },
-    "greedy-tokens": { type: "string", default: "32" },
-  },
-});
-if (!v.model) throw new Error("--model DIR is required");
+const USAGE =
+  "usage: node dist/bench/peer/peer_bench.js --model DIR [--contexts 512,4096] [--batches 1,8] [--reps 3] [--gen 32] [--threads 2] [--greedy-model DIR] [--greedy-tokens 32]";
+// Bad arguments: the problem and the usage, never a stack trace.
+function fail(message: string): never {
+  console.error(`peer_bench: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      model: { type: "string" },
+      contexts: { type: "string", default: "512,4096" },
+      batches: { type: "string", default: "1,8" },
+      reps: { type: "string", default: "3" },
+      gen: { type: "string", default: "32" },
+      threads: { type: "string", default: "2" },
+      "greedy-model": { type: "string", default: path.join(packageRoot(), "models", "gutenberg-tiny") },
+      "greedy-tokens": { type: "string", default: "32" },
+    },
+  });
+} catch (e) {
+  fail((e as Error).message);
+}
+const v = parsed.values;
+if (!v.model) fail("--model DIR is required");
 const threads = Number(v.threads), reps = Number(v.reps), gen = Number(v.gen);
 const contexts = v.contexts!.split(",").map(Number), batches = v.batches!.split(",").map(Number);
+for (const [name, values] of [["--threads", [threads]], ["--reps", [reps]], ["--gen", [gen]], ["--contexts", contexts], ["--batches", batches]] as const) {
+  if (values.some((n) => !Number.isInteger(n) || n < 1)) fail(`${name} takes positive integers`);
+}
 
 // node-llama-cpp lives in bench/peer's own node_modules: never a dependency of mla-serve itself.
 const peerEntry = path.join(packageRoot(), "bench", "peer", "node_modules", "node-llama-cpp", "dist", "index.js");
-if (!existsSync(peerEntry)) throw new Error(`node-llama-cpp is not installed: run npm install --prefix bench/peer`);
+if (!existsSync(peerEntry)) fail("node-llama-cpp is not installed: run npm install --prefix bench/peer");
 // The little of node-llama-cpp's API used here (declared locally: CI type-checks without it installed).
 interface PeerSequence {
   evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
