@@ -2,7 +2,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { GREEDY_PARAMS } from "../src/engine/sampling.js";
+import { GREEDY_PARAMS, greedySampling } from "../src/engine/sampling.js";
+import { packSampling } from "../src/native/sampling_fields.js";
 import { native } from "../src/native/binding.js";
 import type { LoadOptions, NativeEngine, NativeSamplingParams, StepOutput } from "../src/native/types.js";
 import { packageRoot } from "../src/paths.js";
@@ -39,6 +40,7 @@ export function readReference(dir: string): ReferenceCase[] {
 }
 
 export const GREEDY: NativeSamplingParams = GREEDY_PARAMS;
+export { greedySampling, packSampling };
 
 /** An engine for tests: NaN-poisoned unused cache, and an f32 cache unless asked otherwise, so the
  * engine's arithmetic is checked against the float64 references at 1e-3 (the bf16 cache that
@@ -65,7 +67,7 @@ export function normErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** The sum of log p(prompt[i + 1] | prompt[..i]) in one scoring pass (the sequence is freed after). */
 export async function promptLogprobSum(engine: NativeEngine, seqId: number, prompt: number[]): Promise<number> {
-  engine.addSequence(seqId, Int32Array.from(prompt), prompt.length, GREEDY);
+  engine.addSequence(seqId, Int32Array.from(prompt), prompt.length);
   const lp = await engine.score({
     seqIds: Int32Array.of(seqId), startPositions: Int32Array.of(0), numTokens: Int32Array.of(prompt.length),
     tokenIds: Int32Array.from(prompt), targetIds: Int32Array.from([...prompt.slice(1), 0]),
@@ -77,13 +79,18 @@ export async function promptLogprobSum(engine: NativeEngine, seqId: number, prom
 }
 
 /** Runs one step of a single sequence and returns its output. */
-export function stepOne(engine: NativeEngine, seqId: number, start: number, tokens: number[], opts: { sample?: boolean; logits?: boolean; topLogprobs?: number } = {}): Promise<StepOutput> {
+export function stepOne(
+  engine: NativeEngine, seqId: number, start: number, tokens: number[],
+  opts: { sample?: boolean; logits?: boolean; topLogprobs?: number; params?: NativeSamplingParams } = {},
+): Promise<StepOutput> {
+  const sample = opts.sample !== false;
   return engine.step({
     seqIds: Int32Array.of(seqId),
     startPositions: Int32Array.of(start),
     numTokens: Int32Array.of(tokens.length),
     tokenIds: Int32Array.from(tokens),
-    sampleMask: Uint8Array.of(opts.sample === false ? 0 : 1),
+    sampleMask: Uint8Array.of(sample ? 1 : 0),
+    sampling: packSampling(sample ? [opts.params ?? GREEDY] : []),
     numTopLogprobs: opts.topLogprobs ?? 0,
     returnLogits: opts.logits ?? false,
   });
@@ -91,7 +98,7 @@ export function stepOne(engine: NativeEngine, seqId: number, start: number, toke
 
 /** Greedy-decodes `count` tokens after prefilling `prompt` in chunks of `chunk` tokens (the caller frees the sequence). */
 export async function greedy(engine: NativeEngine, seqId: number, prompt: number[], count: number, chunk = Infinity): Promise<{ ids: number[]; firstLogits: Float32Array }> {
-  const cached = engine.addSequence(seqId, Int32Array.from(prompt), prompt.length, GREEDY);
+  const cached = engine.addSequence(seqId, Int32Array.from(prompt), prompt.length);
   if (cached === null) throw new Error("no blocks");
   let pos = cached;
   let out: StepOutput | undefined;

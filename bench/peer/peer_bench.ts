@@ -14,7 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 
 import { benchOnce } from "../../src/cli/bench.js";
-import { GREEDY_PARAMS } from "../../src/engine/sampling.js";
+import { greedySampling } from "../../src/engine/sampling.js";
 import { Checkpoint } from "../../src/model/checkpoint.js";
 import { native } from "../../src/native/binding.js";
 import type { NativeEngine } from "../../src/native/types.js";
@@ -122,13 +122,13 @@ async function crossCheck(dir: string): Promise<void> {
   let agreed = 0, total = 0;
   for (const [i, prompt] of [[1, 450, 4996, 310, 278], promptsFor(1, 40, vocab)[0]!, [1, ...promptsFor(1, 200, vocab)[0]!]].entries()) {
     const ours: number[] = [], margins: number[] = [];
-    engine.addSequence(i + 1, Int32Array.from(prompt), prompt.length, GREEDY_PARAMS);
+    engine.addSequence(i + 1, Int32Array.from(prompt), prompt.length);
     let tokens = prompt, start = 0;
     for (let s = 0; s < count; ++s) {
       if (!engine.ensureCapacity(i + 1, start + tokens.length)) throw new Error("cache too small for the cross-check");
       const out = await engine.step({
         seqIds: Int32Array.of(i + 1), startPositions: Int32Array.of(start), numTokens: Int32Array.of(tokens.length),
-        tokenIds: Int32Array.from(tokens), sampleMask: Uint8Array.of(1), numTopLogprobs: 0, returnLogits: true,
+        tokenIds: Int32Array.from(tokens), sampleMask: Uint8Array.of(1), sampling: greedySampling(1), numTopLogprobs: 0, returnLogits: true,
       });
       const logits = [...out.logits!].sort((a, b) => b - a);
       margins.push(logits[0]! - logits[1]!);

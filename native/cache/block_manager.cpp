@@ -136,32 +136,6 @@ bool BlockManager::ensureCapacity(int64_t seqId, int numTokens) {
   return true;
 }
 
-std::optional<BlockManager::ForkResult> BlockManager::fork(int64_t srcId, int64_t dstId) {
-  const Sequence& src = sequence(srcId);
-  check(!seqs_.count(dstId), "sequence " + std::to_string(dstId) + " already has blocks");
-  const bool partial = src.numComputed % blockSize_ != 0;
-  const int lastUsed = blocksFor(src.numComputed);  // blocks holding computed tokens
-  if (partial && numFree_ == 0) return std::nullopt;
-  Sequence dst;
-  ForkResult result;
-  for (int i = 0; i < lastUsed; ++i) {
-    const int b = src.table[static_cast<size_t>(i)];
-    if (partial && i == lastUsed - 1) {
-      const int copy = takeFreeBlock();
-      result.copy = std::make_pair(b, copy);
-      dst.table.push_back(copy);
-    } else {
-      ++blocks_[static_cast<size_t>(b)].refCount;
-      dst.table.push_back(b);
-    }
-  }
-  dst.numComputed = src.numComputed;
-  dst.lastHash = src.lastHash;
-  dst.pending = src.pending;
-  seqs_[dstId] = std::move(dst);
-  return result;
-}
-
 std::vector<int> BlockManager::free(int64_t seqId) {
   const Sequence& seq = sequence(seqId);
   std::vector<int> freed;

@@ -27,10 +27,6 @@ class BlockManager {
   std::optional<int> allocate(int64_t seqId, const int32_t* tokens, int numTokens, bool usePrefixHits = true);
   // Grows the sequence's table to hold numTokens; false (and no change) when blocks run out.
   bool ensureCapacity(int64_t seqId, int numTokens);
-  // dst shares src's blocks. A partly filled last block is copied, so the new block's id is
-  // returned for the backend to copy into; nothing when no block is free.
-  struct ForkResult { std::optional<std::pair<int, int>> copy; };  // (src block, dst block)
-  std::optional<ForkResult> fork(int64_t srcId, int64_t dstId);
   // Drops the sequence; returns the blocks that became free and hold no reusable prefix (tests
   // poison them).
   std::vector<int> free(int64_t seqId);

@@ -42,14 +42,6 @@ void CpuBackend::allocateCache(int numBlocks, int blockSize, bool poison) {
   if (poison) fillNaN(cache_.get(), total, cacheDtype_);
 }
 
-void CpuBackend::copyBlock(int src, int dst) {
-  const size_t blockBytes = static_cast<size_t>(blockSize_) * config_.cacheEntrySize() * dtypeSize(cacheDtype_);
-  for (int l = 0; l < config_.numLayers; ++l) {
-    unsigned char* base = cache_.get() + layerStride_ * dtypeSize(cacheDtype_) * l;
-    std::memcpy(base + blockBytes * dst, base + blockBytes * src, blockBytes);
-  }
-}
-
 void CpuBackend::poisonBlock(int block) {
   const size_t blockValues = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
   for (int l = 0; l < config_.numLayers; ++l) {
@@ -87,9 +79,13 @@ void CpuBackend::beginStep(const ForwardBatch& batch, const MlaPlan& plan) {
   batch_ = &batch;
   acts_.resize(kNumActs);
   numLogitRows_ = 0;
-  absorbed_ = expanded_ = batch;
-  absorbed_.seqs.clear();
-  expanded_.seqs.clear();
+  // The two forms' sequences (the attention reads tokenIds, numTokens and seqs, not the logit rows).
+  for (ForwardBatch* part : {&absorbed_, &expanded_}) {
+    part->tokenIds = batch.tokenIds;
+    part->numTokens = batch.numTokens;
+    part->seqs.clear();
+    part->logitRows.clear();
+  }
   for (size_t i = 0; i < plan.absorbed.size(); ++i) (plan.absorbed[i] ? absorbed_ : expanded_).seqs.push_back(batch.seqs[i]);
 }
 

@@ -21,7 +21,6 @@ class CpuBackend : public Backend, private DecoderOps {
   std::string name() const override { return "cpu"; }
   int cacheBytesPerValue() const override { return static_cast<int>(dtypeSize(cacheDtype_)); }
   void allocateCache(int numBlocks, int blockSize, bool poison) override;
-  void copyBlock(int src, int dst) override;
   void poisonBlock(int block) override;
   void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;

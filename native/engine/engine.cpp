@@ -47,8 +47,7 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   return engine;
 }
 
-std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
-                                       const SamplingParams& params, bool usePrefixHits) {
+std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens, bool usePrefixHits) {
   check(!seqs_.count(seqId), "sequence " + std::to_string(seqId) + " already exists");
   check(numPromptTokens >= 0 && numPromptTokens <= numTokens, "numPromptTokens must be within [0, numTokens]");
   for (int i = 0; i < numTokens; ++i) {
@@ -58,16 +57,12 @@ std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int
   auto cached = blocks_->allocate(seqId, tokens, numTokens, usePrefixHits);
   if (!cached) return std::nullopt;
   Sequence seq;
-  seq.params = params;
   seq.numOutputTokens = static_cast<uint64_t>(numTokens - numPromptTokens);
-  if (params.hasPenalties()) {
-    seq.penalties = std::make_unique<PenaltyState>();
-    seq.penalties->promptTokens.assign(tokens, tokens + numPromptTokens);
-    std::sort(seq.penalties->promptTokens.begin(), seq.penalties->promptTokens.end());
-    auto& p = seq.penalties->promptTokens;
-    p.erase(std::unique(p.begin(), p.end()), p.end());
-    for (int i = numPromptTokens; i < numTokens; ++i) ++seq.penalties->outputCounts[tokens[i]];
-  }
+  std::vector<int32_t>& prompt = seq.penalties.promptTokens;
+  prompt.assign(tokens, tokens + numPromptTokens);
+  std::sort(prompt.begin(), prompt.end());
+  prompt.erase(std::unique(prompt.begin(), prompt.end()), prompt.end());
+  for (int i = numPromptTokens; i < numTokens; ++i) ++seq.penalties.outputCounts[tokens[i]];
   seqs_[seqId] = std::move(seq);
   return cached;
 }
@@ -75,22 +70,6 @@ std::optional<int> Engine::addSequence(int64_t seqId, const int32_t* tokens, int
 bool Engine::ensureCapacity(int64_t seqId, int numTokens) {
   check(seqs_.count(seqId), "unknown sequence " + std::to_string(seqId));
   return blocks_->ensureCapacity(seqId, numTokens);
-}
-
-bool Engine::fork(int64_t srcId, int64_t dstId, const SamplingParams& params) {
-  auto it = seqs_.find(srcId);
-  check(it != seqs_.end(), "unknown sequence " + std::to_string(srcId));
-  check(!seqs_.count(dstId), "sequence " + std::to_string(dstId) + " already exists");
-  auto forked = blocks_->fork(srcId, dstId);
-  if (!forked) return false;
-  if (forked->copy) backend_->copyBlock(forked->copy->first, forked->copy->second);
-  Sequence seq;
-  seq.params = params;
-  seq.numOutputTokens = it->second.numOutputTokens;
-  if (it->second.penalties) seq.penalties = std::make_unique<PenaltyState>(*it->second.penalties);
-  else if (params.hasPenalties()) seq.penalties = std::make_unique<PenaltyState>();
-  seqs_[dstId] = std::move(seq);
-  return true;
 }
 
 void Engine::freeSequence(int64_t seqId) {
@@ -171,14 +150,16 @@ static void checkAdjustments(const StepInput& in, int vocab) {
 
 std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* logitsOut) {
   checkAdjustments(in, config_.vocabSize);
+  const size_t rows = static_cast<size_t>(std::count_if(in.sampleMask.begin(), in.sampleMask.end(), [](uint8_t m) { return m != 0; }));
+  check(in.sampling.size() == rows, "step: sampling must have one entry per sampled row");
   forward(in, buildBatch(in, LogitRows::kSampled), ForwardOptions{});
   std::vector<SampleRequest> requests;
   std::vector<Sequence*> sampled;
   for (size_t i = 0; i < in.seqIds.size(); ++i) {
     if (!in.sampleMask[i]) continue;
     Sequence& seq = seqs_.at(in.seqIds[i]);
-    SampleRequest req{&seq.params, seq.penalties.get(), seq.numOutputTokens, {}};
     const size_t r = requests.size(), words = static_cast<size_t>(config_.vocabSize + 31) / 32;
+    SampleRequest req{&in.sampling[r], &seq.penalties, seq.numOutputTokens, {}};
     if (!in.maskRow.empty() && in.maskRow[r] >= 0) req.adjust.allowed = in.maskWords.data() + static_cast<size_t>(in.maskRow[r]) * words;
     if (!in.biasOffsets.empty()) {
       req.adjust.biasTokens = in.biasTokens.data() + in.biasOffsets[r];
@@ -193,7 +174,7 @@ std::vector<SampleResult> Engine::step(const StepInput& in, std::vector<float>* 
   backend_->sample(requests, in.numTopLogprobs, results);
   for (size_t r = 0; r < results.size(); ++r) {
     ++sampled[r]->numOutputTokens;
-    if (sampled[r]->penalties) ++sampled[r]->penalties->outputCounts[results[r].token];
+    ++sampled[r]->penalties.outputCounts[results[r].token];
   }
   backend_->endOfStep();
   return results;

@@ -36,6 +36,7 @@ struct StepInput {
   std::vector<int32_t> numTokens;       // [B] new tokens per sequence
   std::vector<int32_t> tokenIds;        // [sum numTokens]
   std::vector<uint8_t> sampleMask;      // [B] sample after this sequence's last new token
+  std::vector<SamplingParams> sampling;  // [R] parameters of the sampled rows (R: rows with sampleMask set, in order)
   int numTopLogprobs = 0;
   // Logits processors of the sampled rows (R: rows with sampleMask set, in order); empty: none.
   std::vector<int32_t> maskRow;       // [R] row of maskWords, or -1
@@ -58,10 +59,8 @@ class Engine {
   // numPromptTokens are its prompt, the rest its earlier output (re-admission after preemption).
   // Returns the number of leading tokens already cached, or nothing if the blocks do not suffice.
   std::optional<int> addSequence(int64_t seqId, const int32_t* tokens, int numTokens, int numPromptTokens,
-                                 const SamplingParams& params, bool usePrefixHits = true);
+                                 bool usePrefixHits = true);
   bool ensureCapacity(int64_t seqId, int numTokens);
-  // dst continues from src's computed tokens with its own sampling parameters; false if no block is free.
-  bool fork(int64_t srcId, int64_t dstId, const SamplingParams& params);
   void freeSequence(int64_t seqId);
   bool hasSequence(int64_t seqId) const { return seqs_.count(seqId) != 0; }
 
@@ -81,8 +80,7 @@ class Engine {
 
  private:
   struct Sequence {
-    SamplingParams params;
-    std::unique_ptr<PenaltyState> penalties;  // only with penalties
+    PenaltyState penalties;  // its prompt's and output's tokens, for rows that set penalties
     uint64_t numOutputTokens = 0;
   };
   Engine(const EngineOptions& options, ModelConfig config) : options_(options), config_(std::move(config)) {}

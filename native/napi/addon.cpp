@@ -1,7 +1,9 @@
 // Module init: the only entry point Node sees.
 #include <napi.h>
 
+#include "napi/constructors.h"
 #include "napi/engine_wrap.h"
+#include "napi/statistics_wrap.h"
 #include "engine/backends.h"
 #include "mla/kernel_shapes.h"
 #include "napi/linalg_wrap.h"
@@ -20,7 +22,9 @@ Napi::Object buildInfo(Napi::Env env) {
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new mla::napi::Constructors());
   exports.Set("Engine", mla::napi::EngineWrap::defineClass(env));
+  exports.Set("Statistics", mla::napi::StatisticsWrap::defineClass(env));
   exports.Set("loadEngine", Napi::Function::New(env, mla::napi::loadEngine, "loadEngine"));
   try {
     exports.Set("buildInfo", buildInfo(env));

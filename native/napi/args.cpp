@@ -77,27 +77,40 @@ std::vector<int32_t> int32ArrayArg(const Napi::CallbackInfo& info, size_t index,
   return copyTypedArray<int32_t, napi_int32_array>(info.Env(), info[index], name, "Int32Array");
 }
 
-SamplingParams samplingParamsArg(const Napi::CallbackInfo& info, size_t index) {
-  Napi::Object o = objectArg(info, index, "sampling params");
-  Napi::Env env = info.Env();
-  SamplingParams p;
-  p.temperature = static_cast<float>(numberField(o, "temperature", 1.0));
-  p.topP = static_cast<float>(numberField(o, "topP", 1.0));
-  const int64_t topK = intField(o, "topK", 0);
-  if (topK < 0 || topK > 2147483647) throwType(env, "topK must be within [0, 2147483647]");
-  p.topK = static_cast<int>(topK);
-  p.minP = static_cast<float>(numberField(o, "minP", 0.0));
-  p.repetitionPenalty = static_cast<float>(numberField(o, "repetitionPenalty", 1.0));
-  p.presencePenalty = static_cast<float>(numberField(o, "presencePenalty", 0.0));
-  p.frequencyPenalty = static_cast<float>(numberField(o, "frequencyPenalty", 0.0));
-  const int64_t seed = intField(o, "seed", 0);
-  if (p.temperature < 0) throwType(env, "temperature must be >= 0");
-  if (!(p.topP > 0 && p.topP <= 1)) throwType(env, "topP must be in (0, 1]");
-  if (p.minP < 0 || p.minP > 1) throwType(env, "minP must be in [0, 1]");
-  if (p.repetitionPenalty <= 0) throwType(env, "repetitionPenalty must be > 0");
-  if (seed < 0) throwType(env, "seed must be >= 0");
-  p.seed = static_cast<uint64_t>(seed);
-  return p;
+namespace {
+// The JS typed arrays a sampling field may travel in (the table names them).
+struct Float32Array { using Value = float; static constexpr napi_typedarray_type kKind = napi_float32_array; };
+struct Float64Array { using Value = double; static constexpr napi_typedarray_type kKind = napi_float64_array; };
+struct Int32Array { using Value = int32_t; static constexpr napi_typedarray_type kKind = napi_int32_array; };
+
+template <typename Array>
+const typename Array::Value* samplingArray(Napi::Object fields, const char* field, const std::string& name, const char* typeName, size_t rows) {
+  Napi::Value v = fields.Get(field);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != Array::kKind) throwType(fields.Env(), name + " must be a " + typeName);
+  auto a = v.As<Napi::TypedArrayOf<typename Array::Value>>();
+  if (a.ElementLength() != rows) throwType(fields.Env(), name + " must have one entry per sampled row (" + std::to_string(rows) + ")");
+  return a.Data();
+}
+}  // namespace
+
+std::vector<SamplingParams> samplingRowsField(Napi::Object o, const char* name, size_t rows) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsObject()) throwType(o.Env(), "batch." + std::string(name) + " must be an object of typed arrays, one entry per sampled row");
+  Napi::Object fields = v.As<Napi::Object>();
+  std::vector<SamplingParams> out(rows);
+#define MLA_READ_SAMPLING_FIELD(field, type, jsArray, fallback, valid, rule, doc)                          \
+  {                                                                                                         \
+    const std::string label = "batch." + std::string(name) + "." #field;                                    \
+    const auto* values = samplingArray<jsArray>(fields, #field, label, #jsArray, rows);                     \
+    for (size_t r = 0; r < rows; ++r) {                                                                     \
+      const auto v = values[r];                                                                             \
+      if (!(valid)) throwType(o.Env(), label + "[" + std::to_string(r) + "] must be " rule);              \
+      out[r].field = static_cast<type>(v);                                                                  \
+    }                                                                                                       \
+  }
+  MLA_SAMPLING_FIELDS(MLA_READ_SAMPLING_FIELD)
+#undef MLA_READ_SAMPLING_FIELD
+  return out;
 }
 
 }  // namespace mla::napi

@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "mla/sampling.h"
+#include "mla/sampling_fields.h"
+
 
 namespace mla::napi {
 
@@ -25,7 +26,8 @@ std::vector<uint8_t> uint8ArrayField(Napi::Object o, const char* name);
 std::vector<float> float32ArrayField(Napi::Object o, const char* name);
 std::vector<int32_t> int32ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 
-// {temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed}
-SamplingParams samplingParamsArg(const Napi::CallbackInfo& info, size_t index);
+// Reads o[name] = {field: typed array [rows], ...}, one array per row of MLA_SAMPLING_FIELDS
+// (mla/sampling_fields.h), every value checked against its row's rule.
+std::vector<SamplingParams> samplingRowsField(Napi::Object o, const char* name, size_t rows);
 
 }  // namespace mla::napi

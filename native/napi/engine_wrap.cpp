@@ -4,13 +4,11 @@
 
 #include "mla/config_fields.h"
 #include "napi/args.h"
+#include "napi/constructors.h"
+#include "napi/statistics_wrap.h"
 #include "napi/workers.h"
 
 namespace mla::napi {
-
-namespace {
-Napi::FunctionReference& constructorRef(Napi::Env env) { return *env.GetInstanceData<Napi::FunctionReference>(); }
-}  // namespace
 
 Napi::Function EngineWrap::defineClass(Napi::Env env) {
   Napi::Function cls = DefineClass(env, "Engine", {
@@ -19,7 +17,6 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
       InstanceMethod("numFreeBlocks", &EngineWrap::numFreeBlocks),
       InstanceMethod("addSequence", &EngineWrap::addSequence),
       InstanceMethod("ensureCapacity", &EngineWrap::ensureCapacity),
-      InstanceMethod("fork", &EngineWrap::fork),
       InstanceMethod("freeSequence", &EngineWrap::freeSequence),
       InstanceMethod("hasSequence", &EngineWrap::hasSequence),
       InstanceMethod("numComputedTokens", &EngineWrap::numComputedTokens),
@@ -28,16 +25,14 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
       InstanceMethod("score", &EngineWrap::score),
       InstanceMethod("scoreTop", &EngineWrap::scoreTop),
       InstanceMethod("dispose", &EngineWrap::dispose),
-      InstanceMethod("beginStatistics", &EngineWrap::beginStatistics),
-      InstanceMethod("calibrate", &EngineWrap::calibrate),
-      InstanceMethod("takeStatistics", &EngineWrap::takeStatistics),
+      InstanceMethod("statistics", &EngineWrap::statistics),
   });
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(cls)));
+  constructors(env).engine = Napi::Persistent(cls);
   return cls;
 }
 
 Napi::Object EngineWrap::wrap(Napi::Env env, std::unique_ptr<Engine> engine) {
-  Napi::Object obj = constructorRef(env).New({Napi::External<Engine>::New(env, engine.get())});
+  Napi::Object obj = constructors(env).engine.New({Napi::External<Engine>::New(env, engine.get())});
   engine.release();  // now owned by the wrapper
   return obj;
 }
@@ -87,22 +82,22 @@ Napi::Value EngineWrap::numFreeBlocks(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), engine_->blocks().numFreeBlocks());
 }
 
-// addSequence(seqId, tokens: Int32Array, numPromptTokens, params, usePrefixCache = true) -> cached token count | null
+// addSequence(seqId, tokens: Int32Array, numPromptTokens, usePrefixCache = true) -> cached token count | null
+// (sampling parameters come with each step, per sampled row)
 Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
   requireIdle(info.Env(), "addSequence");
   const int64_t id = intArg(info, 0, "seqId");
   const std::vector<int32_t> tokens = int32ArrayArg(info, 1, "tokens");
   const int64_t numPrompt = intArg(info, 2, "numPromptTokens");
-  const SamplingParams params = samplingParamsArg(info, 3);
   if (tokens.empty()) throwType(info.Env(), "tokens must not be empty");
   if (numPrompt < 0 || numPrompt > static_cast<int64_t>(tokens.size())) throwType(info.Env(), "numPromptTokens must be within [0, tokens.length]");
   bool usePrefixHits = true;
-  if (info.Length() > 4 && !info[4].IsUndefined()) {
-    if (!info[4].IsBoolean()) throwType(info.Env(), "usePrefixCache must be a boolean");
-    usePrefixHits = info[4].As<Napi::Boolean>().Value();
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsBoolean()) throwType(info.Env(), "usePrefixCache must be a boolean");
+    usePrefixHits = info[3].As<Napi::Boolean>().Value();
   }
   auto cached = guarded(info.Env(), [&] {
-    return engine_->addSequence(id, tokens.data(), static_cast<int>(tokens.size()), static_cast<int>(numPrompt), params, usePrefixHits);
+    return engine_->addSequence(id, tokens.data(), static_cast<int>(tokens.size()), static_cast<int>(numPrompt), usePrefixHits);
   });
   return cached ? Napi::Number::New(info.Env(), *cached) : info.Env().Null();
 }
@@ -112,13 +107,6 @@ Napi::Value EngineWrap::ensureCapacity(const Napi::CallbackInfo& info) {
   const int64_t id = intArg(info, 0, "seqId"), n = intArg(info, 1, "numTokens");
   if (n < 0 || n > (1 << 30)) throwType(info.Env(), "numTokens out of range");
   return Napi::Boolean::New(info.Env(), guarded(info.Env(), [&] { return engine_->ensureCapacity(id, static_cast<int>(n)); }));
-}
-
-Napi::Value EngineWrap::fork(const Napi::CallbackInfo& info) {
-  requireIdle(info.Env(), "fork");
-  const int64_t src = intArg(info, 0, "srcSeqId"), dst = intArg(info, 1, "dstSeqId");
-  const SamplingParams params = samplingParamsArg(info, 2);
-  return Napi::Boolean::New(info.Env(), guarded(info.Env(), [&] { return engine_->fork(src, dst, params); }));
 }
 
 Napi::Value EngineWrap::freeSequence(const Napi::CallbackInfo& info) {
@@ -176,76 +164,10 @@ Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// beginStatistics([{layer, point, kind: "covariance" | "rmsFit" | "normalizedMoments", columns?: [begin, end], eps?}])
-Napi::Value EngineWrap::beginStatistics(const Napi::CallbackInfo& info) {
-  requireIdle(info.Env(), "beginStatistics");
-  if (info.Length() < 1 || !info[0].IsArray()) throwType(info.Env(), "requests must be an array");
-  auto list = info[0].As<Napi::Array>();
-  std::vector<StatRequest> requests;
-  for (uint32_t i = 0; i < list.Length(); ++i) {
-    if (!list.Get(i).IsObject()) throwType(info.Env(), "requests[" + std::to_string(i) + "] must be an object");
-    Napi::Object o = list.Get(i).As<Napi::Object>();
-    StatRequest r;
-    r.layer = static_cast<int>(intField(o, "layer", 0, true));
-    if (r.layer < 0 || r.layer >= engine_->config().numLayers) throwType(info.Env(), "requests[" + std::to_string(i) + "].layer is out of range");
-    const std::string point = stringField(o, "point", "");
-    if (!observePointNamed(point, r.point)) {
-      throwType(info.Env(), "requests[" + std::to_string(i) + "].point \"" + point +
-                                "\" is not an observation point (attn_norm, q, k, v, q_a, kv_a, attn_out, mlp_norm)");
-    }
-    const std::string kind = stringField(o, "kind", "covariance");
-    if (kind == "covariance") r.kind = StatRequest::Kind::kCovariance;
-    else if (kind == "rmsFit") r.kind = StatRequest::Kind::kRmsFit;
-    else if (kind == "normalizedMoments") r.kind = StatRequest::Kind::kNormalizedMoments;
-    else throwType(info.Env(), "requests[" + std::to_string(i) + "].kind must be \"covariance\", \"rmsFit\" or \"normalizedMoments\"");
-    r.eps = numberField(o, "eps", 1e-6);
-    r.appendOne = boolField(o, "appendOne", false);
-    Napi::Value cols = o.Get("columns");
-    if (!cols.IsUndefined()) {
-      if (!cols.IsArray() || cols.As<Napi::Array>().Length() != 2) throwType(info.Env(), "columns must be [begin, end]");
-      r.colBegin = cols.As<Napi::Array>().Get(0u).As<Napi::Number>().Int32Value();
-      r.colEnd = cols.As<Napi::Array>().Get(1u).As<Napi::Number>().Int32Value();
-    }
-    requests.push_back(r);
-  }
-  statistics_ = std::make_unique<StatisticsCollector>(std::move(requests), 0);
-  return info.Env().Undefined();
-}
-
-// calibrate(batch, {lastLayer?, stopAtAttentionInput?}) -> Promise<void>: a forward pass feeding
-// the statistics; by default it runs up to the last layer any request observes.
-Napi::Value EngineWrap::calibrate(const Napi::CallbackInfo& info) {
-  requireIdle(info.Env(), "calibrate");
-  if (!statistics_) throw Napi::Error::New(info.Env(), "calibrate: call beginStatistics first");
-  StepInput input = stepInputArg(info, 0, false);
-  int lastLayer = statistics_->lastLayer();
-  bool stopAtInput = false;
-  if (info.Length() > 1 && info[1].IsObject()) {
-    Napi::Object o = info[1].As<Napi::Object>();
-    lastLayer = static_cast<int>(intField(o, "lastLayer", lastLayer));
-    stopAtInput = boolField(o, "stopAtAttentionInput", false);
-  }
-  if (lastLayer < 0 || lastLayer >= engine_->config().numLayers) throwType(info.Env(), "lastLayer is out of range");
-  return CalibrateWorker::start(info.Env(), this, info.This().As<Napi::Object>(), std::move(input), lastLayer, stopAtInput);
-}
-
-// takeStatistics() -> [{rows, columns, data: Float64Array}] in request order; ends the session.
-Napi::Value EngineWrap::takeStatistics(const Napi::CallbackInfo& info) {
-  requireIdle(info.Env(), "takeStatistics");
-  if (!statistics_) throw Napi::Error::New(info.Env(), "takeStatistics: no statistics were begun");
-  Napi::Array out = Napi::Array::New(info.Env());
-  uint32_t i = 0;
-  for (StatResult& r : statistics_->results()) {
-    Napi::Object o = Napi::Object::New(info.Env());
-    o.Set("rows", static_cast<double>(r.rows));
-    o.Set("columns", r.columns);
-    auto data = Napi::Float64Array::New(info.Env(), r.data.size());
-    std::memcpy(data.Data(), r.data.data(), r.data.size() * sizeof(double));
-    o.Set("data", data);
-    out.Set(i++, o);
-  }
-  statistics_.reset();
-  return out;
+// statistics(requests) -> Statistics: a calibration session of its own (napi/statistics_wrap.h).
+Napi::Value EngineWrap::statistics(const Napi::CallbackInfo& info) {
+  requireIdle(info.Env(), "statistics");
+  return StatisticsWrap::create(info, 0, engine_->config().numLayers);
 }
 
 Napi::Value loadEngine(const Napi::CallbackInfo& info) {

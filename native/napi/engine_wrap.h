@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "engine/engine.h"
-#include "engine/statistics.h"
 
 namespace mla::napi {
 
@@ -18,17 +17,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   explicit EngineWrap(const Napi::CallbackInfo& info);
 
   Engine& engine();
-  StatisticsCollector* statistics() { return statistics_.get(); }
   void setBusy(bool busy) { busy_ = busy; }
+  // Throws unless the engine is alive and no step runs (`what` names the call).
+  void requireIdle(Napi::Env env, const char* what);
 
  private:
-  void requireIdle(Napi::Env env, const char* what);
   Napi::Value config(const Napi::CallbackInfo& info);
   Napi::Value cacheInfo(const Napi::CallbackInfo& info);
   Napi::Value numFreeBlocks(const Napi::CallbackInfo& info);
   Napi::Value addSequence(const Napi::CallbackInfo& info);
   Napi::Value ensureCapacity(const Napi::CallbackInfo& info);
-  Napi::Value fork(const Napi::CallbackInfo& info);
   Napi::Value freeSequence(const Napi::CallbackInfo& info);
   Napi::Value hasSequence(const Napi::CallbackInfo& info);
   Napi::Value numComputedTokens(const Napi::CallbackInfo& info);
@@ -37,12 +35,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value score(const Napi::CallbackInfo& info);
   Napi::Value scoreTop(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
-  Napi::Value beginStatistics(const Napi::CallbackInfo& info);
-  Napi::Value calibrate(const Napi::CallbackInfo& info);
-  Napi::Value takeStatistics(const Napi::CallbackInfo& info);
+  Napi::Value statistics(const Napi::CallbackInfo& info);
 
   std::unique_ptr<Engine> engine_;
-  std::unique_ptr<StatisticsCollector> statistics_;  // between beginStatistics and takeStatistics
   bool busy_ = false;
 };
 

@@ -33,6 +33,7 @@ StepInput stepInputArg(const Napi::CallbackInfo& info, size_t index, bool withSa
     if (in.numTopLogprobs < 0 || in.numTopLogprobs > 20) throwType(info.Env(), "batch.numTopLogprobs must be within [0, 20]");
     size_t rows = 0;
     for (uint8_t m : in.sampleMask) rows += m ? 1 : 0;
+    in.sampling = samplingRowsField(o, "sampling", rows);
     // Logits processors: {rowIndex: Int32Array [R], words: Int32Array} and {offsets [R + 1], tokens, values}.
     if (Napi::Value masks = o.Get("logitMasks"); masks.IsObject()) {
       Napi::Object m = masks.As<Napi::Object>();
@@ -170,19 +171,23 @@ void ScoreWorker::OnOK() {
   deferred_.Resolve(o);
 }
 
-CalibrateWorker::CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput)
-    : EngineWorker(env, wrap, self), input_(std::move(input)), lastLayer_(lastLayer), stopAtInput_(stopAtInput) {}
+CalibrateWorker::CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
+                                 StepInput input, int lastLayer, bool stopAtInput)
+    : EngineWorker(env, wrap, self), session_(Napi::Persistent(session)), statistics_(statistics), input_(std::move(input)),
+      lastLayer_(lastLayer), stopAtInput_(stopAtInput) {}
 
-Napi::Value CalibrateWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput) {
-  return queue(new CalibrateWorker(env, wrap, self, std::move(input), lastLayer, stopAtInput));
+Napi::Value CalibrateWorker::start(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
+                                   StepInput input, int lastLayer, bool stopAtInput) {
+  return queue(new CalibrateWorker(env, wrap, self, session, statistics, std::move(input), lastLayer, stopAtInput));
 }
 
 void CalibrateWorker::Execute() {
-  wrap_->engine().calibrate(input_, *wrap_->statistics(), lastLayer_, stopAtInput_);
+  wrap_->engine().calibrate(input_, statistics_, lastLayer_, stopAtInput_);
 }
 
 void CalibrateWorker::OnOK() {
   finish();
+  session_.Reset();
   deferred_.Resolve(Env().Undefined());
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/statistics.h"
 
 namespace mla::napi {
 
@@ -23,7 +24,8 @@ auto guarded(Napi::Env env, Fn fn) -> decltype(fn()) {
   }
 }
 
-// Reads {seqIds, startPositions, numTokens, tokenIds, sampleMask?, numTopLogprobs?} (typed arrays).
+// Reads {seqIds, startPositions, numTokens, tokenIds} and, withSampling, {sampleMask, sampling,
+// numTopLogprobs?, logitMasks?, logitBias?} (typed arrays).
 StepInput stepInputArg(const Napi::CallbackInfo& info, size_t index, bool withSampling);
 
 class LoadWorker : public Napi::AsyncWorker {
@@ -85,12 +87,17 @@ class ScoreWorker : public EngineWorker {
 
 class CalibrateWorker : public EngineWorker {
  public:
-  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput);
+  // Runs input through the engine for `statistics` (owned by the Statistics object `session`, kept alive meanwhile).
+  static Napi::Value start(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
+                           StepInput input, int lastLayer, bool stopAtInput);
   void Execute() override;
   void OnOK() override;
 
  private:
-  CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, StepInput input, int lastLayer, bool stopAtInput);
+  CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
+                  StepInput input, int lastLayer, bool stopAtInput);
+  Napi::ObjectReference session_;
+  StatisticsCollector& statistics_;
   StepInput input_;
   int lastLayer_;
   bool stopAtInput_;

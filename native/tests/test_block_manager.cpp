@@ -1,4 +1,4 @@
-// Block bookkeeping: reference counts, prefix sharing, eviction, fork, integrity.
+// Block bookkeeping: reference counts, prefix sharing, eviction, integrity.
 #include <map>
 #include <random>
 
@@ -59,25 +59,6 @@ TEST(prefix_blocks_are_shared_after_they_are_computed) {
   EXPECT(m.numFreeBlocks() == 10);
 }
 
-TEST(fork_shares_full_blocks_and_copies_the_partial_one) {
-  BlockManager m(10, 64, true);
-  auto t = tokens(100, 2);
-  m.allocate(1, t.data(), 100);
-  m.markComputed(1, t.data(), 100);
-  auto f = m.fork(1, 2);
-  EXPECT(f.has_value() && f->copy.has_value());
-  EXPECT(f->copy->first == m.blockTable(1)[1] && f->copy->second == m.blockTable(2)[1]);
-  EXPECT(m.blockTable(2)[0] == m.blockTable(1)[0] && m.numComputedTokens(2) == 100);
-  m.checkIntegrity();
-  // Both continue: the child's next full block hashes the same as the parent's would.
-  auto more = tokens(28, 3);
-  m.markComputed(2, more.data(), 28);
-  m.free(1);
-  m.free(2);
-  m.checkIntegrity();
-  EXPECT(m.numFreeBlocks() == 10);
-}
-
 TEST(randomized_operations_keep_integrity) {
   std::mt19937 rng(5);
   BlockManager m(32, 16, true);
@@ -104,9 +85,6 @@ TEST(randomized_operations_keep_integrity) {
           m.markComputed(it->first, t.data(), 5);
           it->second += 5;
         }
-      } else if (r < 70) {
-        if (m.fork(it->first, next)) live[next] = it->second;
-        ++next;
       } else {
         m.free(it->first);
         live.erase(it);

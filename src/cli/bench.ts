@@ -1,7 +1,7 @@
 // mla-serve bench: prefill and decode speed of a model through the native step API.
 import os from "node:os";
 
-import { GREEDY_PARAMS } from "../engine/sampling.js";
+import { greedySampling } from "../engine/sampling.js";
 import { loadModel } from "../model/load.js";
 import { native } from "../native/binding.js";
 import type { NativeEngine } from "../native/types.js";
@@ -30,12 +30,12 @@ export async function benchOnce(engine: NativeEngine, batch: number, promptLen: 
   const ids = Int32Array.from({ length: batch }, (_, i) => i + 1);
   const prompts = Array.from({ length: batch }, (_, b) => Int32Array.from({ length: promptLen }, (_, t) => (b * 7919 + t * 104729) % vocab));
   ids.forEach((id, b) => {
-    if (engine.addSequence(id, prompts[b]!, promptLen, GREEDY_PARAMS) === null) throw new Error("the cache is too small for this batch");
+    if (engine.addSequence(id, prompts[b]!, promptLen) === null) throw new Error("the cache is too small for this batch");
   });
   let t0 = performance.now();
   let out = await engine.step({
     seqIds: ids, startPositions: new Int32Array(batch), numTokens: new Int32Array(batch).fill(promptLen),
-    tokenIds: Int32Array.from(prompts.flatMap((p) => [...p])), sampleMask: new Uint8Array(batch).fill(1), numTopLogprobs: 0,
+    tokenIds: Int32Array.from(prompts.flatMap((p) => [...p])), sampleMask: new Uint8Array(batch).fill(1), sampling: greedySampling(batch), numTopLogprobs: 0,
   });
   const prefillMs = performance.now() - t0;
   t0 = performance.now();
@@ -43,7 +43,7 @@ export async function benchOnce(engine: NativeEngine, batch: number, promptLen: 
     for (const id of ids) engine.ensureCapacity(id, promptLen + s + 1);
     out = await engine.step({
       seqIds: ids, startPositions: new Int32Array(batch).fill(promptLen + s), numTokens: new Int32Array(batch).fill(1),
-      tokenIds: out.tokenIds, sampleMask: new Uint8Array(batch).fill(1), numTopLogprobs: 0,
+      tokenIds: out.tokenIds, sampleMask: new Uint8Array(batch).fill(1), sampling: greedySampling(batch), numTopLogprobs: 0,
     });
   }
   const decodeMs = performance.now() - t0;

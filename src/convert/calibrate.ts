@@ -1,7 +1,7 @@
 // Calibration passes through the addon: covariance of every layer's attention input, RMS fits of
 // latents, and perplexity — each on a model folder, loaded for the pass and released after.
 import { native } from "../native/binding.js";
-import type { NativeEngine, StatisticRequest } from "../native/types.js";
+import type { NativeEngine, NativeStatistics, StatisticRequest } from "../native/types.js";
 import { Mat } from "./matrix.js";
 import { perplexity, type PerplexityResult } from "../eval/perplexity.js";
 import { forEachWindowBatch, windowsPerCall } from "../eval/window_batches.js";
@@ -22,9 +22,9 @@ async function withEngine<T>(dir: string, seq: number, threads: number | undefin
   }
 }
 
-/** Runs every window through the model (in batches), feeding the statistics begun on the engine. */
-function feed(engine: NativeEngine, wins: number[][], lastLayer: number, stopAtAttentionInput: boolean, o: PassOptions): Promise<void> {
-  return forEachWindowBatch(engine, wins, (batch) => engine.calibrate(batch, { lastLayer, stopAtAttentionInput }), (d) => o.onProgress?.(d, wins.length));
+/** Runs every window through the model (in batches), feeding `stats`. */
+function feed(engine: NativeEngine, stats: NativeStatistics, wins: number[][], lastLayer: number, stopAtAttentionInput: boolean, o: PassOptions): Promise<void> {
+  return forEachWindowBatch(engine, wins, (batch) => stats.calibrate(batch, { lastLayer, stopAtAttentionInput }), (d) => o.onProgress?.(d, wins.length));
 }
 
 /**
@@ -34,18 +34,18 @@ function feed(engine: NativeEngine, wins: number[][], lastLayer: number, stopAtA
  */
 export async function attentionInputStats(dir: string, wins: number[][], layers: number[], o: PassOptions = {}): Promise<Mat[]> {
   return withEngine(dir, wins[0]!.length, o.threads, async (engine) => {
-    engine.beginStatistics(layers.map((layer) => ({ layer, point: "attn_norm", appendOne: true })));
-    await feed(engine, wins, Math.max(...layers), true, o);
-    return engine.takeStatistics().map((r) => new Mat(r.columns, r.columns, r.data));
+    const stats = engine.statistics(layers.map((layer) => ({ layer, point: "attn_norm", appendOne: true })));
+    await feed(engine, stats, wins, Math.max(...layers), true, o);
+    return stats.take().map((r) => new Mat(r.columns, r.columns, r.data));
   });
 }
 
 /** Per-channel least-squares fit of an RMSNorm weight w so that w ⊙ x / rms(x) ≈ x, for each request. */
 export async function rmsNormFits(dir: string, wins: number[][], requests: StatisticRequest[], o: PassOptions = {}): Promise<Float64Array[]> {
   return withEngine(dir, wins[0]!.length, o.threads, async (engine) => {
-    engine.beginStatistics(requests.map((r) => ({ ...r, kind: "rmsFit" })));
-    await feed(engine, wins, Math.max(...requests.map((r) => r.layer)), false, o);
-    return engine.takeStatistics().map((r) => {
+    const stats = engine.statistics(requests.map((r) => ({ ...r, kind: "rmsFit" })));
+    await feed(engine, stats, wins, Math.max(...requests.map((r) => r.layer)), false, o);
+    return stats.take().map((r) => {
       const n = r.columns;
       const w = new Float64Array(n);
       for (let j = 0; j < n; ++j) {

@@ -41,10 +41,10 @@ const LATENT_EPS = 1e-6; // Hugging Face's DeepseekV3RMSNorm default, as its att
 async function pass(dir: string, wins: number[][], requests: StatisticRequest[], threads: number | undefined, onProgress: (d: number) => void) {
   const engine = await native().loadEngine({ modelDir: dir, numThreads: threads, numBlocks: windowsPerCall(wins[0]!.length) * Math.ceil(wins[0]!.length / 64) + 1, enablePrefixCaching: false, kvCacheDtype: "f32" });
   try {
-    engine.beginStatistics(requests);
+    const stats = engine.statistics(requests);
     const last = Math.max(...requests.map((r) => r.layer));
-    await forEachWindowBatch(engine, wins, (batch) => engine.calibrate(batch, { lastLayer: last, stopAtAttentionInput: false }), onProgress);
-    return engine.takeStatistics();
+    await forEachWindowBatch(engine, wins, (batch) => stats.calibrate(batch, { lastLayer: last, stopAtAttentionInput: false }), onProgress);
+    return stats.take();
   } finally {
     engine.dispose();
   }

@@ -117,7 +117,7 @@ export class LLMEngine {
     this.vocabSize = native.config().vocabSize;
     this.scheduler = new Scheduler(
       {
-        addSequence: (id, tokens, numPrompt, params) => native.addSequence(id, tokens, numPrompt, params),
+        addSequence: (id, tokens, numPrompt) => native.addSequence(id, tokens, numPrompt),
         ensureCapacity: (id, n) => native.ensureCapacity(id, n),
         freeSequence: (id) => native.freeSequence(id),
         numFreeBlocks: () => native.numFreeBlocks(),
@@ -222,7 +222,7 @@ export class LLMEngine {
   private async scorePrompt(ids: number[], top: number): Promise<(TokenLogprob | null)[]> {
     const seqId = this.allocSeqId();
     const k = Math.max(1, top);
-    if (this.native.addSequence(seqId, Int32Array.from(ids), ids.length, GREEDY_PARAMS, false) === null) {
+    if (this.native.addSequence(seqId, Int32Array.from(ids), ids.length, false) === null) {
       throw new EngineInputError(`the cache has no room to score a prompt of ${ids.length} tokens right now`, "prompt");
     }
     const out: (TokenLogprob | null)[] = [null];

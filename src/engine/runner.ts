@@ -1,4 +1,5 @@
 // The model runner: turns a scheduler decision into typed arrays and runs one native step.
+import { packSampling } from "../native/sampling_fields.js";
 import type { NativeEngine, StepOutput } from "../native/types.js";
 import { batchAdjustments } from "./processors.js";
 import type { SchedulerOutput } from "./scheduler.js";
@@ -28,6 +29,7 @@ export class ModelRunner {
     });
     const sampled = out.scheduled.filter((s) => s.sample).map((s) => s.seq);
     const adjust = await batchAdjustments(sampled.map((s) => s.processors), sampled.map((s) => () => s.outputIds), this.vocabSize);
-    return this.stepFn({ seqIds, startPositions, numTokens, tokenIds, sampleMask, numTopLogprobs, ...adjust });
+    const sampling = packSampling(sampled.map((s) => s.nativeParams));
+    return this.stepFn({ seqIds, startPositions, numTokens, tokenIds, sampleMask, sampling, numTopLogprobs, ...adjust });
   }
 }

@@ -1,7 +1,8 @@
 // Sampling options of one request, after defaults (engine-level: no HTTP types here).
 import { randomInt } from "node:crypto";
 
-import type { NativeSamplingParams } from "../native/types.js";
+import { packSampling, SAMPLING_DEFAULTS } from "../native/sampling_fields.js";
+import type { NativeSamplingParams, PackedSampling } from "../native/types.js";
 import { NO_PROCESSORS, type ProcessorOptions } from "./processors.js";
 
 export interface SamplingOptions {
@@ -109,9 +110,12 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
 }
 
 /** Native parameters for greedy decoding with nothing else on: calibration, scoring, benchmarks. */
-export const GREEDY_PARAMS: NativeSamplingParams = {
-  temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0,
-};
+export const GREEDY_PARAMS: NativeSamplingParams = Object.freeze({ ...SAMPLING_DEFAULTS, temperature: 0 });
+
+/** A step's sampling arrays for `rows` greedy rows. */
+export function greedySampling(rows: number): PackedSampling {
+  return packSampling(Array.from({ length: rows }, () => GREEDY_PARAMS));
+}
 
 /** The native parameters of choice `index` of a request. */
 export function nativeParams(s: SamplingOptions, index: number): NativeSamplingParams {
@@ -125,5 +129,5 @@ export function nativeParams(s: SamplingOptions, index: number): NativeSamplingP
     presencePenalty: s.presencePenalty,
     frequencyPenalty: s.frequencyPenalty,
     seed,
-  };
+  } satisfies Record<keyof NativeSamplingParams, number>;
 }

@@ -5,7 +5,7 @@ import type { Sequence } from "./sequence.js";
 
 /** The part of the native engine the scheduler needs: cache blocks per sequence. */
 export interface BlockAllocator {
-  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, params: NativeSamplingParams): number | null;
+  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number): number | null;
   ensureCapacity(seqId: number, numTokens: number): boolean;
   freeSequence(seqId: number): void;
   numFreeBlocks(): number;
@@ -77,7 +77,7 @@ export class Scheduler {
       if (this.running.length > 0 && needed > this.alloc.numFreeBlocks() - this.watermarkBlocks) break;
       let cached: number | null;
       try {
-        cached = this.alloc.addSequence(seq.seqId, Int32Array.from(seq.tokenIds), seq.numPromptTokens, seq.nativeParams);
+        cached = this.alloc.addSequence(seq.seqId, Int32Array.from(seq.tokenIds), seq.numPromptTokens);
       } catch (err) {
         // Input the checks upstream should have caught: the request fails, the engine goes on.
         this.waiting.shift();

@@ -28,7 +28,7 @@ export async function forEachWindowBatch(engine: NativeEngine, wins: number[][],
     const added: number[] = [];
     try {
       group.forEach((w, i) => {
-        if (engine.addSequence(ids[i]!, Int32Array.from(w), w.length, GREEDY_PARAMS) === null) {
+        if (engine.addSequence(ids[i]!, Int32Array.from(w), w.length) === null) {
           throw new Error(`the cache cannot hold ${group.length} windows of ${seq} tokens`);
         }
         added.push(ids[i]!);

@@ -15,17 +15,10 @@ export interface CacheInfo {
   device: string;
 }
 
-/** Per-sequence sampling parameters, fixed when the sequence is added. */
-export interface NativeSamplingParams {
-  temperature: number;
-  topP: number;
-  topK: number;
-  minP: number;
-  repetitionPenalty: number;
-  presencePenalty: number;
-  frequencyPenalty: number;
-  seed: number;
-}
+// The per-row sampling parameters and their packed form, generated from the native table
+// (native/include/mla/sampling_fields.h).
+import type { PackedSampling, SamplingParams as NativeSamplingParams } from "./sampling_fields.js";
+export type { NativeSamplingParams, PackedSampling };
 
 export interface StepBatch {
   seqIds: Int32Array; // [B]
@@ -33,6 +26,8 @@ export interface StepBatch {
   numTokens: Int32Array; // [B] new tokens
   tokenIds: Int32Array; // [sum numTokens]
   sampleMask: Uint8Array; // [B] 1: sample after the last new token
+  /** The sampled rows' parameters (R: rows with sampleMask 1, in batch order): packSampling(rows). */
+  sampling: PackedSampling;
   numTopLogprobs: number; // 0..20
   returnLogits?: boolean;
   /** Logits processors of the sampled rows (R, in batch order): allowed-token bitmasks... */
@@ -116,9 +111,9 @@ export interface NativeEngine {
   numFreeBlocks(): number;
   /** Returns the number of leading tokens already cached, or null when blocks do not suffice. */
   /** usePrefixCache false: compute every position (scoring), even where the prefix cache has blocks. */
-  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, params: NativeSamplingParams, usePrefixCache?: boolean): number | null;
+  /** Sampling parameters are not the sequence's: each step carries them for its sampled rows. */
+  addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, usePrefixCache?: boolean): number | null;
   ensureCapacity(seqId: number, numTokens: number): boolean;
-  fork(srcSeqId: number, dstSeqId: number, params: NativeSamplingParams): boolean;
   freeSequence(seqId: number): void;
   hasSequence(seqId: number): boolean;
   numComputedTokens(seqId: number): number;
@@ -129,10 +124,16 @@ export interface NativeEngine {
   /** score, and at every position the numTopLogprobs (1..20) most likely tokens. */
   scoreTop(batch: ScoreBatch, numTopLogprobs: number): Promise<{ logprobs: Float32Array; topTokenIds: Int32Array; topLogprobs: Float32Array }>;
   dispose(): void;
-  beginStatistics(requests: StatisticRequest[]): void;
-  /** A forward pass (no logits) that feeds the statistics begun. */
+  /** A calibration session of its own over this engine (the converter's statistics). */
+  statistics(requests: StatisticRequest[]): NativeStatistics;
+}
+
+/** Calibration statistics being accumulated; the engine itself keeps no calibration state. */
+export interface NativeStatistics {
+  /** A forward pass (no logits) that feeds these statistics; not while a step runs. */
   calibrate(batch: Omit<ScoreBatch, "targetIds">, options?: CalibrateOptions): Promise<void>;
-  takeStatistics(): StatisticResult[];
+  /** The results, in request order; ends the session (calibrate and take throw after). */
+  take(): StatisticResult[];
 }
 
 export interface NativeModule {

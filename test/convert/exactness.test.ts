@@ -12,7 +12,7 @@ import { v1RotationMaps, v1Tensors } from "../../src/convert/v1.js";
 import { isAttentionInput, keptSourceTensors, writeModel } from "../../src/convert/writer.js";
 import { Checkpoint } from "../../src/model/checkpoint.js";
 import { native } from "../../src/native/binding.js";
-import { BUNDLED_GQA, GREEDY, REFERENCE_MODELS, normErr, readReference } from "../helpers.js";
+import { BUNDLED_GQA, greedySampling, REFERENCE_MODELS, normErr, readReference } from "../helpers.js";
 
 const work = mkdtempSync(path.join(tmpdir(), "mla-exact-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -23,10 +23,10 @@ async function allLogits(dir: string, prompts: number[][], attention: "gqa" | "l
   const engine = await native().loadEngine({ modelDir: dir, numBlocks: 16, enablePrefixCaching: false, kvCacheDtype: "f32" });
   const out: Float32Array[] = [];
   for (const [i, p] of prompts.entries()) {
-    engine.addSequence(i + 1, Int32Array.from(p), p.length, GREEDY);
+    engine.addSequence(i + 1, Int32Array.from(p), p.length);
     const r = await engine.step({
       seqIds: Int32Array.of(i + 1), startPositions: Int32Array.of(0), numTokens: Int32Array.of(p.length),
-      tokenIds: Int32Array.from(p), sampleMask: Uint8Array.of(1), numTopLogprobs: 0, returnLogits: true,
+      tokenIds: Int32Array.from(p), sampleMask: Uint8Array.of(1), sampling: greedySampling(1), numTopLogprobs: 0, returnLogits: true,
     });
     out.push(r.logits!);
     engine.freeSequence(i + 1);

@@ -1,4 +1,4 @@
-// The paged cache through the engine: allocate / grow / fork / free with an integrity check,
+// The paged cache through the engine: allocate / grow / free with an integrity check,
 // prefix sharing, NaN-poisoned free blocks that never leak, capacity errors.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -11,7 +11,7 @@ function rng(seed: number): () => number {
 }
 
 describe("paged cache", () => {
-  it("any mix of allocate / grow / fork / free leaves every block free", async () => {
+  it("any mix of allocate / grow / free leaves every block free", async () => {
     const engine = await load(REFERENCE_MODELS["random-qwen2"]!, { numBlocks: 40 });
     const random = rng(1);
     const live = new Map<number, number>(); // seqId -> tokens reserved
@@ -22,7 +22,7 @@ describe("paged cache", () => {
       if (r < 0.35 || ids.length === 0) {
         const n = 1 + Math.floor(random() * 300);
         const tokens = Int32Array.from({ length: n }, () => Math.floor(random() * 8)); // few distinct tokens: prefix hits
-        const cached = engine.addSequence(next, tokens, n, GREEDY);
+        const cached = engine.addSequence(next, tokens, n);
         if (cached !== null) {
           assert.ok(cached % 64 === 0 && cached < n);
           live.set(next, n);
@@ -32,10 +32,6 @@ describe("paged cache", () => {
         const id = ids[Math.floor(random() * ids.length)]!;
         const grow = live.get(id)! + Math.floor(random() * 100);
         if (engine.ensureCapacity(id, grow)) live.set(id, grow);
-      } else if (r < 0.75) {
-        const id = ids[Math.floor(random() * ids.length)]!;
-        if (engine.fork(id, next, GREEDY)) live.set(next, engine.numComputedTokens(next));
-        next++;
       } else {
         const id = ids[Math.floor(random() * ids.length)]!;
         engine.freeSequence(id);
@@ -47,33 +43,6 @@ describe("paged cache", () => {
     engine.checkIntegrity();
     assert.equal(engine.cacheInfo().numFreeBlocks, 40);
     engine.dispose();
-  });
-
-  it("a forked sequence continues exactly like its source", async () => {
-    for (const dir of [BUNDLED_GQA, REFERENCE_MODELS["random-mla"]!]) {
-      const engine = await load(dir, { enablePrefixCaching: false });
-      const c = readReference(dir)[2]!; // 70 tokens: the fork copies a partly filled block
-      const { ids } = await greedy(engine, 1, c.prompt_ids, 1);
-      assert.ok(engine.fork(1, 2, GREEDY));
-      // Both continue from the same state; the source's partial block is not shared.
-      const run = async (seq: number) => {
-        const out = [ids[0]!];
-        let pos = c.prompt_ids.length;
-        for (let k = 0; k < 10; ++k) {
-          engine.ensureCapacity(seq, pos + 1);
-          out.push((await stepOne(engine, seq, pos++, [out[out.length - 1]!])).tokenIds[0]!);
-        }
-        return out;
-      };
-      const a = await run(1);
-      const b = await run(2);
-      assert.deepEqual(b, a);
-      assert.deepEqual(a.slice(0, 8), c.greedy_ids.slice(0, 8));
-      engine.freeSequence(1);
-      engine.freeSequence(2);
-      engine.checkIntegrity();
-      engine.dispose();
-    }
   });
 
   it("prefix caching reuses full blocks, never the last token, and gives identical results", async () => {
@@ -89,7 +58,7 @@ describe("paged cache", () => {
     assert.equal(before - engine.cacheInfo().numFreeBlocks, 1);
     // A prompt of exactly two blocks recomputes its last block (the last token must be computed).
     engine.freeSequence(2);
-    assert.equal(engine.addSequence(3, Int32Array.from(c.prompt_ids.slice(0, 128)), 128, GREEDY), 64);
+    assert.equal(engine.addSequence(3, Int32Array.from(c.prompt_ids.slice(0, 128)), 128), 64);
     engine.freeSequence(1);
     engine.freeSequence(3);
     engine.checkIntegrity();
@@ -114,27 +83,27 @@ describe("paged cache", () => {
 
   it("refuses steps beyond a sequence's blocks or out of order, and recovers", async () => {
     const engine = await load(BUNDLED_GQA, { numBlocks: 4 });
-    engine.addSequence(1, Int32Array.of(1, 2, 3), 3, GREEDY);
+    engine.addSequence(1, Int32Array.of(1, 2, 3), 3);
     await assert.rejects(stepOne(engine, 1, 0, Array(65).fill(5)), /needs cache for 65 tokens but holds 64/);
     await assert.rejects(stepOne(engine, 1, 1, [2]), /starts at 1 but has 0 computed tokens/);
     await assert.rejects(stepOne(engine, 9, 0, [2]), /unknown sequence 9/);
-    assert.equal(engine.addSequence(2, new Int32Array(5 * 64), 5 * 64, GREEDY), null); // more than the cache
-    assert.throws(() => engine.addSequence(3, Int32Array.of(1, 40000), 2, GREEDY), /outside the vocabulary/);
+    assert.equal(engine.addSequence(2, new Int32Array(5 * 64), 5 * 64), null); // more than the cache
+    assert.throws(() => engine.addSequence(3, Int32Array.of(1, 40000), 2), /outside the vocabulary/);
     const out = await stepOne(engine, 1, 0, [1, 2, 3]);
     assert.equal(out.tokenIds.length, 1);
-    assert.throws(() => engine.addSequence(1, Int32Array.of(1), 1, GREEDY), /already exists/);
+    assert.throws(() => engine.addSequence(1, Int32Array.of(1), 1), /already exists/);
     engine.dispose();
   });
 
   it("rejects calls while a step runs, and bad arguments by name", async () => {
     const engine = await load(BUNDLED_GQA);
-    engine.addSequence(1, Int32Array.of(1, 2, 3), 3, GREEDY);
+    engine.addSequence(1, Int32Array.of(1, 2, 3), 3);
     const pending = stepOne(engine, 1, 0, [1, 2, 3]);
     assert.throws(() => engine.freeSequence(1), /busy/);
     await pending;
     assert.throws(() => engine.step({ seqIds: [1] as unknown as Int32Array } as never), /seqIds must be a Int32Array/);
-    assert.throws(() => engine.addSequence(2, Int32Array.of(1), 1, { ...GREEDY, topP: 0 }), /topP/);
-    assert.throws(() => engine.addSequence(2, Int32Array.of(1), 2, GREEDY), /numPromptTokens/);
+    assert.throws(() => stepOne(engine, 1, 3, [1], { params: { ...GREEDY, topP: 0 } }), /batch\.sampling\.topP\[0\] must be in \(0, 1\]/);
+    assert.throws(() => engine.addSequence(2, Int32Array.of(1), 2), /numPromptTokens/);
     engine.freeSequence(1);
     engine.dispose();
     assert.throws(() => engine.cacheInfo(), /disposed/);

@@ -1,21 +1,24 @@
-// Shapes that cross N-API are declared once (native/include/mla/config_fields.h) and the other
-// sides derived from that: the generated TypeScript is current, and the addon returns exactly its
-// fields; the CPU kernels' ISA is chosen by the CPU, or by MLA_CPU_ISA, and a bad name fails the load.
+// Shapes that cross N-API are declared once (native/include/mla/config_fields.h,
+// sampling_fields.h) and the other sides derived from that: the generated TypeScript is current,
+// the addon returns exactly the config's fields and reads exactly the sampling fields, each
+// checked against its rule; the CPU kernels' ISA is chosen by the CPU, or by MLA_CPU_ISA, and a bad
+// name fails the load.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { MODEL_CONFIG_FIELDS } from "../../src/native/model_config.js";
+import { packSampling, SAMPLING_DEFAULTS, SAMPLING_FIELDS } from "../../src/native/sampling_fields.js";
 import type { NativeEngine } from "../../src/native/types.js";
-import { BUNDLED_GQA, load, ROOT } from "../helpers.js";
+import { BUNDLED_GQA, GREEDY, load, ROOT } from "../helpers.js";
 
 describe("one declaration for what crosses N-API", () => {
   let engine: NativeEngine;
   before(async () => { engine = await load(BUNDLED_GQA); });
   after(() => engine.dispose());
 
-  it("src/native/model_config.ts is what the native table generates", () => {
+  it("src/native/model_config.ts and sampling_fields.ts are what the native tables generate", () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, "scripts", "gen_native_types.mjs"), "--check"], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
   });
@@ -28,6 +31,38 @@ describe("one declaration for what crosses N-API", () => {
     assert.equal(c.numKvHeads, 2);
     assert.equal(c.cacheEntrySize, 2 * 2 * 64);
     assert.equal(c.ropeScaling, "none");
+  });
+
+  it("a step reads every generated sampling field by name, one entry per sampled row, each against its rule", async () => {
+    const packed = packSampling([GREEDY, SAMPLING_DEFAULTS]);
+    assert.deepEqual(Object.keys(packed), [...SAMPLING_FIELDS]);
+    engine.addSequence(1, Int32Array.of(1, 2), 2);
+    engine.addSequence(2, Int32Array.of(1, 3), 2);
+    const batch = (sampling: unknown) => ({
+      seqIds: Int32Array.of(1, 2), startPositions: Int32Array.of(0, 0), numTokens: Int32Array.of(2, 2),
+      tokenIds: Int32Array.of(1, 2, 1, 3), sampleMask: Uint8Array.of(1, 1), numTopLogprobs: 0, sampling,
+    }) as never;
+    assert.throws(() => engine.step(batch(undefined)), /batch\.sampling must be an object of typed arrays/);
+    for (const field of SAMPLING_FIELDS) {
+      const { [field]: _dropped, ...rest } = packed;
+      assert.throws(() => engine.step(batch(rest)), new RegExp(`batch\\.sampling\\.${field} must be a \\w+Array`), field);
+      const short = { ...packed, [field]: packed[field].subarray(0, 1) };
+      assert.throws(() => engine.step(batch(short)), new RegExp(`batch\\.sampling\\.${field} must have one entry per sampled row \\(2\\)`), field);
+      const wrongType = { ...packed, [field]: new Uint8Array(2) };
+      assert.throws(() => engine.step(batch(wrongType)), new RegExp(`batch\\.sampling\\.${field} must be a`), field);
+    }
+    // Each field's rule, on the second row.
+    const bad: Record<(typeof SAMPLING_FIELDS)[number], number> = {
+      temperature: -1, topP: 0, topK: -1, minP: 1.5, repetitionPenalty: 0, presencePenalty: NaN, frequencyPenalty: Infinity, seed: 0.5,
+    };
+    for (const field of SAMPLING_FIELDS) {
+      const rows = packSampling([GREEDY, { ...GREEDY, [field]: bad[field] }]);
+      assert.throws(() => engine.step(batch(rows)), new RegExp(`batch\\.sampling\\.${field}\\[1\\] must be `), field);
+    }
+    const out = await engine.step(batch(packed));
+    assert.equal(out.tokenIds.length, 2);
+    engine.freeSequence(1);
+    engine.freeSequence(2);
   });
 });
 

@@ -136,12 +136,33 @@ describe("bad checkpoints", () => {
 describe("calibration requests", () => {
   it("an observation point that does not exist is an error naming the points, not an empty result", async () => {
     const e = await native().loadEngine({ modelDir: source, numBlocks: 4 });
-    assert.throws(() => e.beginStatistics([{ layer: 0, point: "attn-norm" }]), /requests\[0\]\.point "attn-norm" is not an observation point \(attn_norm, q, k, v, q_a, kv_a, attn_out, mlp_norm\)/);
-    e.beginStatistics([{ layer: 0, point: "attn_norm" }]);
-    e.addSequence(1, Int32Array.of(1, 2, 3), 3, GREEDY);
-    await e.calibrate({ seqIds: Int32Array.of(1), startPositions: Int32Array.of(0), numTokens: Int32Array.of(3), tokenIds: Int32Array.of(1, 2, 3) });
-    const [stat] = e.takeStatistics();
+    assert.throws(() => e.statistics([{ layer: 0, point: "attn-norm" }]), /requests\[0\]\.point "attn-norm" is not an observation point \(attn_norm, q, k, v, q_a, kv_a, attn_out, mlp_norm\)/);
+    const stats = e.statistics([{ layer: 0, point: "attn_norm" }]);
+    e.addSequence(1, Int32Array.of(1, 2, 3), 3);
+    await stats.calibrate({ seqIds: Int32Array.of(1), startPositions: Int32Array.of(0), numTokens: Int32Array.of(3), tokenIds: Int32Array.of(1, 2, 3) });
+    const [stat] = stats.take();
     assert.equal(stat!.rows, 3);
     e.dispose();
+  });
+
+  it("each statistics session is its own object: sessions accumulate apart, and a taken one refuses more", async () => {
+    const e = await native().loadEngine({ modelDir: source, numBlocks: 8 });
+    const batch = (id: number, n: number) => ({ seqIds: Int32Array.of(id), startPositions: Int32Array.of(0), numTokens: Int32Array.of(n), tokenIds: Int32Array.from({ length: n }, (_, i) => i + 1) });
+    const a = e.statistics([{ layer: 0, point: "attn_norm" }]);
+    const b = e.statistics([{ layer: 0, point: "attn_norm", kind: "rmsFit" }]);
+    e.addSequence(1, Int32Array.of(1, 2, 3), 3);
+    await a.calibrate(batch(1, 3));
+    e.freeSequence(1);
+    e.addSequence(2, Int32Array.of(1, 2, 3, 4, 5), 5);
+    await b.calibrate(batch(2, 5));
+    e.freeSequence(2);
+    const [ra] = a.take(), [rb] = b.take();
+    assert.equal(ra!.rows, 3);
+    assert.equal(rb!.rows, 5);
+    assert.equal(rb!.data.length, 2 * rb!.columns);
+    assert.throws(() => a.take(), /taken already/);
+    await assert.rejects(async () => a.calibrate(batch(1, 3)), /taken already/);
+    e.dispose();
+    assert.throws(() => b.take(), /taken already/);
   });
 });

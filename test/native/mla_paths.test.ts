@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { GREEDY, REFERENCE_MODELS, load, normErr, readReference, stepOne } from "../helpers.js";
+import { greedySampling, REFERENCE_MODELS, load, normErr, readReference, stepOne } from "../helpers.js";
 
 async function allLogprobs(path: "absorbed" | "expanded", dir: string, prompt: number[], chunk: number): Promise<Float32Array> {
   const engine = await load(dir, { mlaPath: path, enablePrefixCaching: false });
-  engine.addSequence(1, Int32Array.from(prompt), prompt.length, GREEDY);
+  engine.addSequence(1, Int32Array.from(prompt), prompt.length);
   const out = new Float32Array(prompt.length);
   for (let pos = 0; pos < prompt.length; pos += chunk) {
     const n = Math.min(chunk, prompt.length - pos);
@@ -40,7 +40,7 @@ for (const name of ["random-mla", "random-mla-transmla"]) {
       const logits = [];
       for (const path of ["absorbed", "expanded"] as const) {
         const engine = await load(dir, { mlaPath: path });
-        engine.addSequence(1, Int32Array.from(prompt), prompt.length, GREEDY);
+        engine.addSequence(1, Int32Array.from(prompt), prompt.length);
         logits.push((await stepOne(engine, 1, 0, prompt, { logits: true })).logits!);
         engine.dispose();
       }
@@ -58,7 +58,7 @@ describe("batching does not change results", () => {
       const alone: Float32Array[] = [];
       for (const c of cases) {
         const engine = await load(dir, { enablePrefixCaching: false });
-        engine.addSequence(1, Int32Array.from(c.prompt_ids), c.prompt_ids.length, GREEDY);
+        engine.addSequence(1, Int32Array.from(c.prompt_ids), c.prompt_ids.length);
         await stepOne(engine, 1, 0, c.prompt_ids, { sample: false });
         engine.ensureCapacity(1, c.prompt_ids.length + 1);
         alone.push((await stepOne(engine, 1, c.prompt_ids.length, [c.greedy_ids[0]!], { logits: true })).logits!);
@@ -67,7 +67,7 @@ describe("batching does not change results", () => {
       // Together: sequences 0 and 1 prefilled first; then one batch where they decode while 2 and 3 prefill... and
       // then 2 and 3 decode alongside.
       const engine = await load(dir, { enablePrefixCaching: false, numBlocks: 64 });
-      cases.forEach((c, i) => engine.addSequence(i, Int32Array.from(c.prompt_ids), c.prompt_ids.length, GREEDY));
+      cases.forEach((c, i) => engine.addSequence(i, Int32Array.from(c.prompt_ids), c.prompt_ids.length));
       for (const i of [0, 1]) await stepOne(engine, i, 0, cases[i]!.prompt_ids, { sample: false });
       for (const i of [0, 1]) engine.ensureCapacity(i, cases[i]!.prompt_ids.length + 1);
       const mixed = await engine.step({
@@ -76,6 +76,7 @@ describe("batching does not change results", () => {
         numTokens: Int32Array.of(1, cases[2]!.prompt_ids.length, 1, cases[3]!.prompt_ids.length),
         tokenIds: Int32Array.from([cases[0]!.greedy_ids[0]!, ...cases[2]!.prompt_ids, cases[1]!.greedy_ids[0]!, ...cases[3]!.prompt_ids]),
         sampleMask: Uint8Array.of(1, 0, 1, 0),
+        sampling: greedySampling(2),
         numTopLogprobs: 0,
         returnLogits: true,
       });
@@ -89,6 +90,7 @@ describe("batching does not change results", () => {
         numTokens: Int32Array.of(1, 1),
         tokenIds: Int32Array.of(cases[3]!.greedy_ids[0]!, cases[2]!.greedy_ids[0]!),
         sampleMask: Uint8Array.of(1, 1),
+        sampling: greedySampling(2),
         numTopLogprobs: 0,
         returnLogits: true,
       });

@@ -14,7 +14,7 @@ for (const [name, dir] of Object.entries(REFERENCE_MODELS)) {
       let id = 0;
       for (const c of cases) {
         const p = c.prompt_ids;
-        engine.addSequence(++id, Int32Array.from(p), p.length, GREEDY);
+        engine.addSequence(++id, Int32Array.from(p), p.length);
         const lp = await engine.score({
           seqIds: Int32Array.of(id), startPositions: Int32Array.of(0), numTokens: Int32Array.of(p.length),
           tokenIds: Int32Array.from(p), targetIds: Int32Array.from([...p.slice(1), 0]),
@@ -32,7 +32,7 @@ for (const [name, dir] of Object.entries(REFERENCE_MODELS)) {
       const engine = await load(dir, { enablePrefixCaching: false });
       const c = cases[cases.length - 1]!; // longer than one 64-token block
       assert.ok(c.prompt_ids.length > 64);
-      engine.addSequence(1, Int32Array.from(c.prompt_ids), c.prompt_ids.length, GREEDY);
+      engine.addSequence(1, Int32Array.from(c.prompt_ids), c.prompt_ids.length);
       let sum = 0;
       for (let i = 0; i < c.prompt_ids.length - 1; ++i) {
         const out = await stepOne(engine, 1, i, [c.prompt_ids[i]!], { logits: true });

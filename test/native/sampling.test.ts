@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import type { NativeEngine, NativeSamplingParams } from "../../src/native/types.js";
-import { BUNDLED_GQA, GREEDY, load, stepOne } from "../helpers.js";
+import { BUNDLED_GQA, GREEDY, load, packSampling, stepOne } from "../helpers.js";
 
 const PROMPT = [1, 11567, 10390, 773, 28725]; // "Prince Andrew said,"
 
@@ -22,7 +22,7 @@ function order(p: Float64Array): number[] {
 }
 
 async function promptLogits(engine: NativeEngine): Promise<Float32Array> {
-  engine.addSequence(0, Int32Array.from(PROMPT), PROMPT.length, GREEDY);
+  engine.addSequence(0, Int32Array.from(PROMPT), PROMPT.length);
   const out = await stepOne(engine, 0, 0, PROMPT, { logits: true });
   engine.freeSequence(0);
   return out.logits!;
@@ -33,10 +33,11 @@ async function firstTokens(engine: NativeEngine, params: Omit<NativeSamplingPara
   const tokens: number[] = [];
   for (let first = 0; first < count; first += 128) {
     const ids = Array.from({ length: Math.min(128, count - first) }, (_, i) => 1000 + first + i);
-    for (const id of ids) engine.addSequence(id, Int32Array.from(PROMPT), PROMPT.length, { ...params, seed: id });
+    for (const id of ids) engine.addSequence(id, Int32Array.from(PROMPT), PROMPT.length);
     const out = await engine.step({
       seqIds: Int32Array.from(ids), startPositions: new Int32Array(ids.length), numTokens: Int32Array.from(ids, () => PROMPT.length),
-      tokenIds: Int32Array.from(ids.flatMap(() => PROMPT)), sampleMask: new Uint8Array(ids.length).fill(1), numTopLogprobs: 0,
+      tokenIds: Int32Array.from(ids.flatMap(() => PROMPT)), sampleMask: new Uint8Array(ids.length).fill(1),
+      sampling: packSampling(ids.map((id) => ({ ...params, seed: id }))), numTopLogprobs: 0,
     });
     tokens.push(...out.tokenIds);
     for (const id of ids) engine.freeSequence(id);
@@ -68,11 +69,12 @@ describe("sampling", () => {
   it("the same seed gives the same output; different seeds differ", async () => {
     const engine = await load(BUNDLED_GQA, { numBlocks: 8, enablePrefixCaching: false });
     const run = async (id: number, seed: number) => {
-      engine.addSequence(id, Int32Array.from(PROMPT), PROMPT.length, { ...BASE, seed });
-      const out = [(await stepOne(engine, id, 0, PROMPT)).tokenIds[0]!];
+      engine.addSequence(id, Int32Array.from(PROMPT), PROMPT.length);
+      const params = { ...BASE, seed };
+      const out = [(await stepOne(engine, id, 0, PROMPT, { params })).tokenIds[0]!];
       for (let pos = PROMPT.length; out.length < 20; ++pos) {
         engine.ensureCapacity(id, pos + 1);
-        out.push((await stepOne(engine, id, pos, [out[out.length - 1]!])).tokenIds[0]!);
+        out.push((await stepOne(engine, id, pos, [out[out.length - 1]!], { params })).tokenIds[0]!);
       }
       engine.freeSequence(id);
       return out.join(",");
@@ -132,9 +134,9 @@ describe("sampling", () => {
   it("repetition, presence and frequency penalties pick the argmax of the penalized logits", async () => {
     const engine = await load(BUNDLED_GQA, { numBlocks: 8 });
     const params = { ...GREEDY, repetitionPenalty: 1.3, presencePenalty: 0.4, frequencyPenalty: 0.3 };
-    engine.addSequence(1, Int32Array.from(PROMPT), PROMPT.length, params);
+    engine.addSequence(1, Int32Array.from(PROMPT), PROMPT.length);
     const output: number[] = [];
-    let out = await stepOne(engine, 1, 0, PROMPT, { logits: true });
+    let out = await stepOne(engine, 1, 0, PROMPT, { logits: true, params });
     for (let pos = PROMPT.length; output.length < 30; ++pos) {
       const z = Float64Array.from(out.logits!);
       const counts = new Map<number, number>();
@@ -145,7 +147,7 @@ describe("sampling", () => {
       assert.equal(out.tokenIds[0], expected, `step ${output.length}`);
       output.push(out.tokenIds[0]!);
       engine.ensureCapacity(1, pos + 1);
-      out = await stepOne(engine, 1, pos, [output[output.length - 1]!], { logits: true });
+      out = await stepOne(engine, 1, pos, [output[output.length - 1]!], { logits: true, params });
     }
     assert.ok(new Set(output).size > 10); // the penalties broke the unpenalized greedy loop
     engine.dispose();
@@ -153,8 +155,8 @@ describe("sampling", () => {
 
   it("returns the sampled token's log-prob and the top log-probs of the raw distribution", async () => {
     const engine = await load(BUNDLED_GQA, { numBlocks: 8 });
-    engine.addSequence(1, Int32Array.from(PROMPT), PROMPT.length, { ...BASE, seed: 7 });
-    const out = await stepOne(engine, 1, 0, PROMPT, { logits: true, topLogprobs: 5 });
+    engine.addSequence(1, Int32Array.from(PROMPT), PROMPT.length);
+    const out = await stepOne(engine, 1, 0, PROMPT, { logits: true, topLogprobs: 5, params: { ...BASE, seed: 7 } });
     const p = softmax(out.logits!);
     assert.ok(Math.abs(out.logprobs[0]! - Math.log(p[out.tokenIds[0]!]!)) < 1e-4);
     const ranked = order(p).slice(0, 5);

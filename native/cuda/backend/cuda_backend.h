@@ -25,6 +25,12 @@ struct DeviceLayer {
   DeviceArray<float> oBias;
   DeviceArray<bf16> gateUp, down;         // [2 F, hidden], [hidden, F]
   bool hasQkvBias = false, hasQBias = false, hasQABias = false, hasKvABias = false, hasOBias = false;
+
+  // The device weight of a projection, or of a group stored as one matrix (q|k|v, gate|up); null
+  // weight: this layer stores no such matrix. rows: the product's output width.
+  struct Matrix { const bf16* weight = nullptr; const float* bias = nullptr; int rows = 0; };
+  Matrix matrix(LayerMatrix m, int cols) const;
+  Matrix group(const std::vector<LayerMatrix>& names, int cols) const;  // one name: matrix(name)
 };
 
 // Backend: what the engine drives. DecoderOps: the ops the model definition (model/decoder.h) runs.
@@ -37,7 +43,6 @@ class CudaBackend : public Backend, private DecoderOps {
   int cacheBytesPerValue() const override { return 2; }
   int64_t cacheMemoryBudget(double utilization) const override;
   void allocateCache(int numBlocks, int blockSize, bool poison) override;
-  void copyBlock(int src, int dst) override;
   void poisonBlock(int block) override;
   void forward(const ForwardBatch& batch, const ForwardOptions& options) override;
   void sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) override;

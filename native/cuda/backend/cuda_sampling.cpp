@@ -12,9 +12,9 @@ constexpr int kChunk = 64;  // logit rows at a time: bounds memory to 64 x vocab
 }
 
 struct SamplingHost {
-  std::vector<float> temperature, topP, minP, repetition, presence, frequency;
-  std::vector<int32_t> topK, offsets{0}, tokens, counts;
-  std::vector<uint64_t> seeds, counters;
+  std::vector<SamplingParams> params;
+  std::vector<int32_t> offsets{0}, tokens, counts;
+  std::vector<uint64_t> counters;
   std::vector<int32_t> biasOffsets{0}, biasTokens, maskRow;
   std::vector<float> biasValues;
   std::vector<uint32_t> maskWords;
@@ -27,14 +27,7 @@ struct SamplingHost {
     maskRow.push_back(a.allowed ? static_cast<int32_t>(maskWords.size() / words) : -1);
     if (a.allowed) maskWords.insert(maskWords.end(), a.allowed, a.allowed + words);
     const SamplingParams& p = *r.params;
-    temperature.push_back(p.temperature);
-    topP.push_back(p.topP);
-    minP.push_back(p.minP);
-    topK.push_back(p.topK);
-    repetition.push_back(p.repetitionPenalty);
-    presence.push_back(p.presencePenalty);
-    frequency.push_back(p.frequencyPenalty);
-    seeds.push_back(p.seed);
+    params.push_back(p);
     counters.push_back(r.counter);
     if (r.penalties && p.hasPenalties()) {
       // Unique tokens: every generated one with its count, and prompt tokens never generated (count 0).
@@ -53,6 +46,12 @@ struct SamplingHost {
     offsets.push_back(static_cast<int32_t>(tokens.size()));
   }
 };
+
+void CudaBackend::computeLogits(int first, int count) {
+  const bf16* head = tiedHead_ ? embed_.get() : lmHead_.get();
+  gemm_->linear(ws_->finalHidden.get() + static_cast<size_t>(first) * config_.hiddenSize, count, config_.hiddenSize, head, config_.vocabSize,
+                ws_->logits.reserve(static_cast<size_t>(count) * config_.vocabSize), OutType::kF32, stream_);
+}
 
 void CudaBackend::sample(const std::vector<SampleRequest>& requests, int numTopLogprobs, std::vector<SampleResult>& results) {
   check(static_cast<int>(requests.size()) == numLogitRows_, "sample: one request per logit row is required");
@@ -78,14 +77,7 @@ void CudaBackend::sampleChunk(const std::vector<SampleRequest>& requests, int fi
   p.logits = w.logits.get();
   p.rows = count;
   p.vocab = V;
-  p.temperature = w.temperature.upload(host.temperature, stream_);
-  p.topP = w.topP.upload(host.topP, stream_);
-  p.minP = w.minP.upload(host.minP, stream_);
-  p.topK = w.topK.upload(host.topK, stream_);
-  p.repetitionPenalty = w.repetition.upload(host.repetition, stream_);
-  p.presencePenalty = w.presence.upload(host.presence, stream_);
-  p.frequencyPenalty = w.frequency.upload(host.frequency, stream_);
-  p.seed = w.seeds.upload(host.seeds, stream_);
+  p.params = w.sampling.upload(host.params, stream_);
   p.counter = w.counters.upload(host.counters, stream_);
   p.penaltyOffsets = w.penaltyOffsets.upload(host.offsets, stream_);
   p.penaltyTokens = w.penaltyTokens.upload(host.tokens.empty() ? std::vector<int32_t>{0} : host.tokens, stream_);

@@ -10,6 +10,11 @@ namespace mla::cuda {
 
 namespace {
 
+DeviceLayer::Matrix stored(const DeviceArray<bf16>& w, const DeviceArray<float>* bias, bool hasBias, int cols) {
+  if (w.capacity() == 0) return {};
+  return {w.get(), hasBias ? bias->get() : nullptr, static_cast<int>(w.capacity() / static_cast<size_t>(cols))};
+}
+
 std::vector<uint16_t> bf16Rows(const std::vector<const Matrix*>& parts) {
   size_t total = 0;
   for (const Matrix* m : parts) total += static_cast<size_t>(m->rows) * m->cols;
@@ -97,6 +102,25 @@ void CudaBackend::uploadWeights(const Weights& w) {
     uploadMatrix(d.gateUp, {&lw.gate, &lw.up}, stream_);
     uploadMatrix(d.down, {&lw.down}, stream_);
   }
+}
+
+DeviceLayer::Matrix DeviceLayer::matrix(LayerMatrix m, int cols) const {
+  switch (m) {
+    case LayerMatrix::kQ: return stored(q, &qBias, hasQBias, cols);
+    case LayerMatrix::kQA: return stored(qA, &qABias, hasQABias, cols);
+    case LayerMatrix::kQB: return stored(qB, &qBias, hasQBias, cols);
+    case LayerMatrix::kKvA: return stored(kvA, &kvABias, hasKvABias, cols);
+    case LayerMatrix::kO: return stored(o, &oBias, hasOBias, cols);
+    case LayerMatrix::kDown: return stored(down, nullptr, false, cols);
+    default: return {};  // k, v, gate, up: only in their groups
+  }
+}
+
+DeviceLayer::Matrix DeviceLayer::group(const std::vector<LayerMatrix>& names, int cols) const {
+  auto is = [&](std::initializer_list<LayerMatrix> want) { return std::equal(names.begin(), names.end(), want.begin(), want.end()); };
+  if (is({LayerMatrix::kQ, LayerMatrix::kK, LayerMatrix::kV})) return stored(qkv, &qkvBias, hasQkvBias, cols);
+  if (is({LayerMatrix::kGate, LayerMatrix::kUp})) return stored(gateUp, nullptr, false, cols);
+  return names.size() == 1 ? matrix(*names.begin(), cols) : Matrix{};
 }
 
 }  // namespace mla::cuda

@@ -70,9 +70,9 @@ void CudaBackend::Workspace::reserveFor(const ModelConfig& c, const StepLimits& 
   }
   logits.reserve(kLogitChunk * V);
   scratch.reserve(kLogitChunk * V);
-  for (auto* a : {&temperature, &topP, &minP, &repetition, &presence, &frequency, &logprobs, &targetOut}) a->reserve(kLogitChunk);
-  for (auto* a : {&topK, &outTokens, &targets}) a->reserve(kLogitChunk);
-  seeds.reserve(kLogitChunk);
+  sampling.reserve(kLogitChunk);
+  for (auto* a : {&logprobs, &targetOut}) a->reserve(kLogitChunk);
+  for (auto* a : {&outTokens, &targets}) a->reserve(kLogitChunk);
   counters.reserve(kLogitChunk);
   penaltyOffsets.reserve(kLogitChunk + 1);
   // Penalty lists hold each row's distinct prompt and output tokens.

@@ -31,9 +31,10 @@ struct CudaBackend::Workspace {
   DeviceArray<float> x, delta, proj, kva, qa, gateUp, partialOut, partialLse, logits;
   DeviceArray<bf16> h, attn, q, qNope, qRope, qLatent, outLatent, ffn, qaNormed, finalHidden;
   // Sampling and scoring.
-  DeviceArray<float> temperature, topP, minP, repetition, presence, frequency, scratch, logprobs, topLogprobs, targetOut;
-  DeviceArray<int32_t> topK, penaltyOffsets, penaltyTokens, penaltyCounts, outTokens, topTokens, targets;
-  DeviceArray<uint64_t> seeds, counters;
+  DeviceArray<SamplingParams> sampling;
+  DeviceArray<float> scratch, logprobs, topLogprobs, targetOut;
+  DeviceArray<int32_t> penaltyOffsets, penaltyTokens, penaltyCounts, outTokens, topTokens, targets;
+  DeviceArray<uint64_t> counters;
   DeviceArray<int32_t> biasOffsets, biasTokens, maskRow;
   DeviceArray<float> biasValues;
   DeviceArray<uint32_t> maskWords;

@@ -90,7 +90,7 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     for (int i = tid; i < V; i += blockDim.x) if (!((allowed[i >> 5] >> (i & 31)) & 1u)) w[i] = -INFINITY;
   }
   __syncthreads();
-  const float rep = p.repetitionPenalty[r], pres = p.presencePenalty[r], freq = p.frequencyPenalty[r];
+  const float rep = p.params[r].repetitionPenalty, pres = p.params[r].presencePenalty, freq = p.params[r].frequencyPenalty;
   for (int e = p.penaltyOffsets[r] + tid; e < p.penaltyOffsets[r + 1]; e += blockDim.x) {
     const int t = p.penaltyTokens[e], count = p.penaltyCounts[e];
     float z = w[t];
@@ -101,7 +101,7 @@ __global__ void samplingKernel(SamplingKernelParams p) {
   __syncthreads();
 
   int token;
-  const float temperature = p.temperature[r];
+  const float temperature = p.params[r].temperature;
   if (temperature <= 1e-5f) {
     ArgMax v{-INFINITY, V};
     for (int i = tid; i < V; i += blockDim.x) v = better(v, ArgMax{w[i], i});
@@ -114,8 +114,8 @@ __global__ void samplingKernel(SamplingKernelParams p) {
     const float invT = 1.0f / temperature;
     for (int i = tid; i < V; i += blockDim.x) w[i] = __expf((w[i] - zm) * invT);
     __syncthreads();
-    float tau = fmaxf(p.minP[r], 0.0f);  // min-p: w >= min_p
-    const int topK = p.topK[r];
+    float tau = fmaxf(p.params[r].minP, 0.0f);  // min-p: w >= min_p
+    const int topK = p.params[r].topK;
     if (topK > 0 && topK < V) {  // the k-th largest weight
       tau = fmaxf(tau, searchThreshold(0u, __float_as_uint(1.0f), static_cast<double>(topK), [&](float th) {
         int c = 0;
@@ -129,11 +129,11 @@ __global__ void samplingKernel(SamplingKernelParams p) {
       return static_cast<double>(blockSum(m, red));
     };
     const double kept = mass(tau);
-    const float topP = p.topP[r];
+    const float topP = p.params[r].topP;
     if (topP < 1.0f) tau = searchThreshold(__float_as_uint(tau), __float_as_uint(1.0f), topP * kept * (1.0 - 1e-7), mass);
     const double total = mass(tau);
     // Inverse CDF in index order over the kept tokens, with a block-wide running prefix sum.
-    const double goal = mla::philoxUniform(p.seed[r], p.counter[r]) * total;
+    const double goal = mla::philoxUniform(p.params[r].seed, p.counter[r]) * total;
     if (tid == 0) pick = INT_MAX;
     double base = 0.0;
     __syncthreads();

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cuda/common.h"
+#include "mla/sampling_fields.h"
 
 namespace mla::cuda {
 
@@ -11,15 +12,8 @@ struct SamplingKernelParams {
   const float* logits = nullptr;  // [rows, vocab]
   int rows = 0, vocab = 0;
   // Per row [rows]:
-  const float* temperature = nullptr;  // <= 1e-5: greedy
-  const float* topP = nullptr;
-  const int32_t* topK = nullptr;       // 0: all
-  const float* minP = nullptr;
-  const float* repetitionPenalty = nullptr;
-  const float* presencePenalty = nullptr;
-  const float* frequencyPenalty = nullptr;
-  const uint64_t* seed = nullptr;
-  const uint64_t* counter = nullptr;   // the token's index in its sequence's output (RNG stream position)
+  const SamplingParams* params = nullptr;  // temperature <= 1e-5: greedy; topK 0: all
+  const uint64_t* counter = nullptr;       // the token's index in its sequence's output (RNG stream position)
   // Penalty lists, unique tokens per row: the prompt's tokens and the generated ones.
   const int32_t* penaltyOffsets = nullptr;  // [rows + 1]
   const int32_t* penaltyTokens = nullptr;   // [nnz]

@@ -78,8 +78,6 @@ class Backend {
 
   // Allocates the paged KV pool: [numLayers][numBlocks][blockSize][cacheEntrySize].
   virtual void allocateCache(int numBlocks, int blockSize, bool poison) = 0;
-  // Copies every layer's block `src` to block `dst` (fork of a partly filled block).
-  virtual void copyBlock(int src, int dst) = 0;
   // Fills a block with NaN (tests: a stray read of a free block shows up as NaN).
   virtual void poisonBlock(int block) = 0;
 

@@ -190,9 +190,10 @@ TEST(mla_rope_cache_against_cpu) {
 TEST(sampling_against_the_cpu_sampler) {
   const int V = 5000, rows = 6;
   auto logits = randn(static_cast<size_t>(rows) * V, 2.0f);
-  DeviceArray<float> dl, dtemp, dtopp, dminp, drep, dpres, dfreq, dscratch, dlp, dtlp;
-  DeviceArray<int32_t> dtopk, doff, dtok, dcnt, dout, dtt;
-  DeviceArray<uint64_t> dseed, dctr;
+  DeviceArray<float> dl, dscratch, dlp, dtlp;
+  DeviceArray<int32_t> doff, dtok, dcnt, dout, dtt;
+  DeviceArray<SamplingParams> dparams;
+  DeviceArray<uint64_t> dctr;
   upload(dl, logits);
   const std::vector<float> temp = {0, 0, 1, 0.7f, 1, 1}, topP = {1, 1, 1, 1, 0.3f, 1}, minP = {0, 0, 0, 0, 0, 0.5f};
   const std::vector<int32_t> topK = {0, 0, 0, 5, 0, 0};
@@ -200,13 +201,16 @@ TEST(sampling_against_the_cpu_sampler) {
   // Row 1 has penalties on a few tokens (its argmax among them).
   int32_t top1 = static_cast<int32_t>(std::max_element(logits.begin() + V, logits.begin() + 2 * V) - (logits.begin() + V));
   const std::vector<int32_t> offsets = {0, 0, 3, 3, 3, 3, 3}, ptoks = {top1, 7, 8}, pcnts = {2, 0, 1};
-  upload(dtemp, temp); upload(dtopp, topP); upload(dminp, minP); upload(dtopk, topK);
-  upload(drep, rep); upload(dpres, pres); upload(dfreq, freq);
-  upload(dseed, std::vector<uint64_t>(rows, 42)); upload(dctr, std::vector<uint64_t>(rows, 3));
+  std::vector<SamplingParams> params(rows);
+  for (int r = 0; r < rows; ++r) {
+    SamplingParams& sp = params[static_cast<size_t>(r)];
+    sp.temperature = temp[r]; sp.topP = topP[r]; sp.topK = topK[r]; sp.minP = minP[r];
+    sp.repetitionPenalty = rep[r]; sp.presencePenalty = pres[r]; sp.frequencyPenalty = freq[r]; sp.seed = 42;
+  }
+  upload(dparams, params); upload(dctr, std::vector<uint64_t>(rows, 3));
   upload(doff, offsets); upload(dtok, ptoks); upload(dcnt, pcnts);
   cuda::SamplingKernelParams p;
-  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.temperature = dtemp.get(); p.topP = dtopp.get(); p.topK = dtopk.get(); p.minP = dminp.get();
-  p.repetitionPenalty = drep.get(); p.presencePenalty = dpres.get(); p.frequencyPenalty = dfreq.get(); p.seed = dseed.get(); p.counter = dctr.get();
+  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.params = dparams.get(); p.counter = dctr.get();
   p.penaltyOffsets = doff.get(); p.penaltyTokens = dtok.get(); p.penaltyCounts = dcnt.get(); p.numTopLogprobs = 4;
   p.scratch = dscratch.reserve(static_cast<size_t>(rows) * V); p.tokens = dout.reserve(rows); p.logprobs = dlp.reserve(rows);
   p.topTokens = dtt.reserve(rows * 4); p.topLogprobs = dtlp.reserve(rows * 4);
@@ -215,9 +219,7 @@ TEST(sampling_against_the_cpu_sampler) {
   auto lps = download(dlp, rows);
   auto tops = download(dtt, rows * 4);
   for (int r = 0; r < rows; ++r) {
-    SamplingParams sp;
-    sp.temperature = temp[r]; sp.topP = topP[r]; sp.topK = topK[r]; sp.minP = minP[r];
-    sp.repetitionPenalty = rep[r]; sp.presencePenalty = pres[r]; sp.frequencyPenalty = freq[r]; sp.seed = 42;
+    const SamplingParams& sp = params[static_cast<size_t>(r)];
     PenaltyState st;
     st.promptTokens = {7};
     st.outputCounts = {{top1, 2}, {8, 1}};
@@ -249,17 +251,22 @@ TEST(masks_and_biases_match_the_cpu_sampler) {
   const std::vector<int32_t> biasOffsets = {0, 0, 2, 2, 3}, biasTokens = {5, 6, 120};
   const std::vector<float> biasValues = {30.0f, -INFINITY, 8.0f};
   const std::vector<float> temp = {0, 0, 0.8f, 1.0f};
-  DeviceArray<float> dl, dtemp, d1, d0, dscratch, dlp, dtl, dbv;
-  DeviceArray<int32_t> dk, doff, dtok, dcnt, dout, dtt, dbo, dbt, dmr;
+  DeviceArray<float> dl, dscratch, dlp, dtl, dbv;
+  DeviceArray<int32_t> doff, dtok, dcnt, dout, dtt, dbo, dbt, dmr;
+  DeviceArray<SamplingParams> dparams;
   DeviceArray<uint32_t> dmw;
-  DeviceArray<uint64_t> dseed, dctr;
-  upload(dl, logits); upload(dtemp, temp); upload(d1, std::vector<float>(rows, 1.0f)); upload(d0, std::vector<float>(rows, 0.0f));
-  upload(dk, std::vector<int32_t>(rows, 0)); upload(doff, std::vector<int32_t>(rows + 1, 0)); upload(dtok, std::vector<int32_t>{0}); upload(dcnt, std::vector<int32_t>{0});
-  upload(dseed, std::vector<uint64_t>(rows, 11)); upload(dctr, std::vector<uint64_t>(rows, 5));
+  DeviceArray<uint64_t> dctr;
+  std::vector<SamplingParams> params(rows);
+  for (int r = 0; r < rows; ++r) {
+    params[static_cast<size_t>(r)].temperature = temp[static_cast<size_t>(r)];
+    params[static_cast<size_t>(r)].seed = 11;
+  }
+  upload(dl, logits); upload(dparams, params);
+  upload(doff, std::vector<int32_t>(rows + 1, 0)); upload(dtok, std::vector<int32_t>{0}); upload(dcnt, std::vector<int32_t>{0});
+  upload(dctr, std::vector<uint64_t>(rows, 5));
   upload(dbo, biasOffsets); upload(dbt, biasTokens); upload(dbv, biasValues); upload(dmr, maskRow); upload(dmw, mask);
   cuda::SamplingKernelParams p;
-  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.temperature = dtemp.get(); p.topP = d1.get(); p.topK = dk.get(); p.minP = d0.get();
-  p.repetitionPenalty = d1.get(); p.presencePenalty = d0.get(); p.frequencyPenalty = d0.get(); p.seed = dseed.get(); p.counter = dctr.get();
+  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.params = dparams.get(); p.counter = dctr.get();
   p.penaltyOffsets = doff.get(); p.penaltyTokens = dtok.get(); p.penaltyCounts = dcnt.get(); p.numTopLogprobs = 0;
   p.biasOffsets = dbo.get(); p.biasTokens = dbt.get(); p.biasValues = dbv.get(); p.maskRow = dmr.get(); p.maskWords = dmw.get();
   p.scratch = dscratch.reserve(static_cast<size_t>(rows) * V); p.tokens = dout.reserve(rows); p.logprobs = dlp.reserve(rows);
@@ -267,9 +274,7 @@ TEST(masks_and_biases_match_the_cpu_sampler) {
   cuda::sampleTokens(p, nullptr);
   const auto tokens = download(dout, rows);
   for (int r = 0; r < rows; ++r) {
-    SamplingParams sp;
-    sp.temperature = temp[static_cast<size_t>(r)];
-    sp.seed = 11;
+    const SamplingParams& sp = params[static_cast<size_t>(r)];
     SampleRequest req{&sp, nullptr, 5, {}};
     if (maskRow[static_cast<size_t>(r)] >= 0) req.adjust.allowed = mask.data() + static_cast<size_t>(maskRow[static_cast<size_t>(r)]) * words;
     req.adjust.biasTokens = biasTokens.data() + biasOffsets[static_cast<size_t>(r)];
@@ -294,17 +299,17 @@ TEST(temperature_sampling_follows_softmax) {
   for (int r = 0; r < rows; ++r) logits.insert(logits.end(), one.begin(), one.end());
   std::vector<uint64_t> counters(rows);
   std::iota(counters.begin(), counters.end(), 0);
-  DeviceArray<float> dl, dt, dp, dm, d1, d0, dscratch, dlp, dtl;
-  DeviceArray<int32_t> dk, doff, dtok, dcnt, dout, dtt;
-  DeviceArray<uint64_t> dseed, dctr;
-  upload(dl, logits);
-  upload(dt, std::vector<float>(rows, 1.0f)); upload(dp, std::vector<float>(rows, 1.0f)); upload(dm, std::vector<float>(rows, 0.0f));
-  upload(d1, std::vector<float>(rows, 1.0f)); upload(d0, std::vector<float>(rows, 0.0f)); upload(dk, std::vector<int32_t>(rows, 0));
+  DeviceArray<float> dl, dscratch, dlp, dtl;
+  DeviceArray<int32_t> doff, dtok, dcnt, dout, dtt;
+  DeviceArray<SamplingParams> dparams;
+  DeviceArray<uint64_t> dctr;
+  SamplingParams seeded;  // temperature 1, nothing else on
+  seeded.seed = 7;
+  upload(dl, logits); upload(dparams, std::vector<SamplingParams>(rows, seeded));
   upload(doff, std::vector<int32_t>(rows + 1, 0)); upload(dtok, std::vector<int32_t>{0}); upload(dcnt, std::vector<int32_t>{0});
-  upload(dseed, std::vector<uint64_t>(rows, 7)); upload(dctr, counters);
+  upload(dctr, counters);
   cuda::SamplingKernelParams p;
-  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.temperature = dt.get(); p.topP = dp.get(); p.topK = dk.get(); p.minP = dm.get();
-  p.repetitionPenalty = d1.get(); p.presencePenalty = d0.get(); p.frequencyPenalty = d0.get(); p.seed = dseed.get(); p.counter = dctr.get();
+  p.logits = dl.get(); p.rows = rows; p.vocab = V; p.params = dparams.get(); p.counter = dctr.get();
   p.penaltyOffsets = doff.get(); p.penaltyTokens = dtok.get(); p.penaltyCounts = dcnt.get(); p.numTopLogprobs = 0;
   p.scratch = dscratch.reserve(static_cast<size_t>(rows) * V); p.tokens = dout.reserve(rows); p.logprobs = dlp.reserve(rows);
   p.topTokens = dtt.reserve(1); p.topLogprobs = dtl.reserve(1);

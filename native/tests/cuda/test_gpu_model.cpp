@@ -40,7 +40,7 @@ struct Run {
 static Run generate(Engine& e, int64_t id, const std::vector<int32_t>& prompt, int count, const SamplingParams& params, int chunk = 1 << 30) {
   Run r;
   // Prefix caching may already hold the prompt's leading blocks: compute from there.
-  int pos = e.addSequence(id, prompt.data(), static_cast<int>(prompt.size()), static_cast<int>(prompt.size()), params).value();
+  int pos = e.addSequence(id, prompt.data(), static_cast<int>(prompt.size()), static_cast<int>(prompt.size())).value();
   StepInput in;
   in.seqIds = {id};
   while (pos < static_cast<int>(prompt.size())) {
@@ -48,7 +48,9 @@ static Run generate(Engine& e, int64_t id, const std::vector<int32_t>& prompt, i
     in.startPositions = {pos};
     in.numTokens = {n};
     in.tokenIds.assign(prompt.begin() + pos, prompt.begin() + pos + n);
-    in.sampleMask = {static_cast<uint8_t>(pos + n == static_cast<int>(prompt.size()))};
+    const bool last = pos + n == static_cast<int>(prompt.size());
+    in.sampleMask = {static_cast<uint8_t>(last)};
+    in.sampling = last ? std::vector<SamplingParams>{params} : std::vector<SamplingParams>{};
     std::vector<float> lg;
     auto out = e.step(in, &lg);
     pos += n;
@@ -64,6 +66,7 @@ static Run generate(Engine& e, int64_t id, const std::vector<int32_t>& prompt, i
     in.numTokens = {1};
     in.tokenIds = {r.tokens.back()};
     in.sampleMask = {1};
+    in.sampling = {params};
     std::vector<float> lg;
     r.tokens.push_back(e.step(in, &lg)[0].token);
     r.logits.push_back(lg);
