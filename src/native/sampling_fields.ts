@@ -45,16 +45,25 @@ export interface PackedSampling {
 
 /** Packs the sampled rows' parameters (in batch order) for a step. */
 export function packSampling(rows: readonly SamplingParams[]): PackedSampling {
-  return {
-    temperature: Float32Array.from(rows, (r) => r.temperature),
-    topP: Float32Array.from(rows, (r) => r.topP),
-    topK: Int32Array.from(rows, (r) => r.topK),
-    minP: Float32Array.from(rows, (r) => r.minP),
-    repetitionPenalty: Float32Array.from(rows, (r) => r.repetitionPenalty),
-    presencePenalty: Float32Array.from(rows, (r) => r.presencePenalty),
-    frequencyPenalty: Float32Array.from(rows, (r) => r.frequencyPenalty),
-    seed: Float64Array.from(rows, (r) => r.seed),
-  };
+  const temperature = new Float32Array(rows.length);
+  const topP = new Float32Array(rows.length);
+  const topK = new Int32Array(rows.length);
+  const minP = new Float32Array(rows.length);
+  const repetitionPenalty = new Float32Array(rows.length);
+  const presencePenalty = new Float32Array(rows.length);
+  const frequencyPenalty = new Float32Array(rows.length);
+  const seed = new Float64Array(rows.length);
+  rows.forEach((r, i) => {
+    temperature[i] = r.temperature;
+    topP[i] = r.topP;
+    topK[i] = r.topK;
+    minP[i] = r.minP;
+    repetitionPenalty[i] = r.repetitionPenalty;
+    presencePenalty[i] = r.presencePenalty;
+    frequencyPenalty[i] = r.frequencyPenalty;
+    seed[i] = r.seed;
+  });
+  return { temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed };
 }
 
 /** The fields of SamplingParams, in the native table's order. */
