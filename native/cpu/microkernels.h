@@ -41,23 +41,44 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
   }
 }
 
-// The same sums as dotTile, in the same order, one row of w at a time: out[a][r] = x[a] · w[r].
-// For few x rows, where the weights stream from memory: one sequential stream per thread reads
-// ~20% faster than dotTile's 4 interleaved rows (each 4 KB row restarts the prefetcher).
+// The same sums as dotTile, in the same order, two rows of w at a time: out[a][r] = x[a] · w[r].
+// For few x rows, where the weights stream from memory. Two sequential streams per thread, each
+// pair prefetching the pair after it (the next tile's first pair after rows 2 and 3: tiles are
+// consecutive rows), read 1.3-1.7x faster than one row at a time and than dotTile's 4 interleaved
+// rows on a Xeon with AVX-512 (a scratch GEMV over 131-256 MB of bf16, 2 threads: 14-17 GB/s one
+// row at a time, 18-22 two rows, 22-28 two rows with the prefetch).
 template <int MR, typename T>
 inline void dotRows(const float* const* x, const T* const* w, int k, float out[][4]) {
-  for (int r = 0; r < 4; ++r) {
+  for (int r = 0; r < 4; r += 2) {
+    const T* w0 = w[r];
+    const T* w1 = w[r + 1];
+    // The pair after: for r = 0 the tile's rows 2 and 3; for r = 2 the next tile's rows 0 and 1.
+    const char* ahead = reinterpret_cast<const char*>(r == 0 ? w[2] : w[3] + k);
     int i = 0;
-    Vec acc[MR];
-    for (int a = 0; a < MR; ++a) acc[a] = vzero();
+    Vec acc0[MR], acc1[MR];
+    for (int a = 0; a < MR; ++a) acc0[a] = acc1[a] = vzero();
     for (; i + kLanes <= k; i += kLanes) {
-      const Vec wv = vload(w[r] + i);
-      for (int a = 0; a < MR; ++a) acc[a] = vfma(vload(x[a] + i), wv, acc[a]);
+      if ((static_cast<size_t>(i) * sizeof(T)) % 64 < kLanes * sizeof(T)) {  // once per 64-byte line
+        __builtin_prefetch(ahead + static_cast<size_t>(i) * sizeof(T));
+        __builtin_prefetch(ahead + (static_cast<size_t>(k) + i) * sizeof(T));
+      }
+      const Vec wv0 = vload(w0 + i), wv1 = vload(w1 + i);
+      for (int a = 0; a < MR; ++a) {
+        const Vec xv = vload(x[a] + i);
+        acc0[a] = vfma(xv, wv0, acc0[a]);
+        acc1[a] = vfma(xv, wv1, acc1[a]);
+      }
     }
-    for (int a = 0; a < MR; ++a) out[a][r] = vhsum(acc[a]);
+    for (int a = 0; a < MR; ++a) {
+      out[a][r] = vhsum(acc0[a]);
+      out[a][r + 1] = vhsum(acc1[a]);
+    }
     for (; i < k; ++i) {
-      const float wv = scalarOf(w[r][i]);
-      for (int a = 0; a < MR; ++a) out[a][r] = std::fma(x[a][i], wv, out[a][r]);  // fma: never left to contraction
+      const float wv0 = scalarOf(w0[i]), wv1 = scalarOf(w1[i]);
+      for (int a = 0; a < MR; ++a) {
+        out[a][r] = std::fma(x[a][i], wv0, out[a][r]);  // fma: never left to contraction
+        out[a][r + 1] = std::fma(x[a][i], wv1, out[a][r + 1]);
+      }
     }
   }
 }
