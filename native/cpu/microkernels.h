@@ -52,15 +52,17 @@ inline void dotRows(const float* const* x, const T* const* w, int k, float out[]
   for (int r = 0; r < 4; r += 2) {
     const T* w0 = w[r];
     const T* w1 = w[r + 1];
-    // The pair after: for r = 0 the tile's rows 2 and 3; for r = 2 the next tile's rows 0 and 1.
-    const char* ahead = reinterpret_cast<const char*>(r == 0 ? w[2] : w[3] + k);
+    // The pair after: for r = 0 the tile's rows 2 and 3; for r = 2 the next tile's rows 0 and 1
+    // (one past row 3, when rows are consecutive). Addresses as integers: past the last tile they
+    // point outside the matrix, which a prefetch may do (it never faults) but a pointer may not.
+    const uintptr_t ahead = reinterpret_cast<uintptr_t>(r == 0 ? w[2] : w[3] + k);
     int i = 0;
     Vec acc0[MR], acc1[MR];
     for (int a = 0; a < MR; ++a) acc0[a] = acc1[a] = vzero();
     for (; i + kLanes <= k; i += kLanes) {
       if ((static_cast<size_t>(i) * sizeof(T)) % 64 < kLanes * sizeof(T)) {  // once per 64-byte line
-        __builtin_prefetch(ahead + static_cast<size_t>(i) * sizeof(T));
-        __builtin_prefetch(ahead + (static_cast<size_t>(k) + i) * sizeof(T));
+        __builtin_prefetch(reinterpret_cast<const void*>(ahead + static_cast<size_t>(i) * sizeof(T)));
+        __builtin_prefetch(reinterpret_cast<const void*>(ahead + (static_cast<size_t>(k) + i) * sizeof(T)));
       }
       const Vec wv0 = vload(w0 + i), wv1 = vload(w1 + i);
       for (int a = 0; a < MR; ++a) {

@@ -51,6 +51,7 @@ class Engine {
   static std::unique_ptr<Engine> create(const EngineOptions& options);
 
   const ModelConfig& config() const { return config_; }
+  const EngineOptions& options() const { return options_; }
   const BlockManager& blocks() const { return *blocks_; }
   Backend& backend() { return *backend_; }
   int64_t bytesPerBlock() const;

@@ -11,7 +11,7 @@ Napi::Object objectArg(const Napi::CallbackInfo& info, size_t index, const char*
   return info[index].As<Napi::Object>();
 }
 
-static int64_t toInt(Napi::Env env, Napi::Value v, const std::string& name) {
+int64_t toInt(Napi::Env env, Napi::Value v, const std::string& name) {
   if (!v.IsNumber()) throwType(env, name + " must be an integer");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9007199254740991.0) throwType(env, name + " must be an integer");

@@ -8,12 +8,13 @@
 
 #include "mla/sampling_fields.h"
 
-
 namespace mla::napi {
 
 [[noreturn]] void throwType(Napi::Env env, const std::string& message);
 
 Napi::Object objectArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+// v as an integer (a TypeError naming `name` when it is not one).
+int64_t toInt(Napi::Env env, Napi::Value v, const std::string& name);
 int64_t intArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 int64_t intField(Napi::Object o, const char* name, int64_t fallback, bool required = false);
 double numberField(Napi::Object o, const char* name, double fallback);

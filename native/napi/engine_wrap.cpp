@@ -167,7 +167,7 @@ Napi::Value EngineWrap::dispose(const Napi::CallbackInfo& info) {
 // statistics(requests) -> Statistics: a calibration session of its own (napi/statistics_wrap.h).
 Napi::Value EngineWrap::statistics(const Napi::CallbackInfo& info) {
   requireIdle(info.Env(), "statistics");
-  return StatisticsWrap::create(info, 0, engine_->config().numLayers);
+  return StatisticsWrap::create(info, 0, *engine_);
 }
 
 Napi::Value loadEngine(const Napi::CallbackInfo& info) {

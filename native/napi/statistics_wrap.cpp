@@ -1,5 +1,6 @@
 #include "napi/statistics_wrap.h"
 
+#include <climits>
 #include <cstring>
 
 #include "napi/args.h"
@@ -38,8 +39,11 @@ std::vector<StatRequest> requestsArg(const Napi::CallbackInfo& info, size_t inde
     Napi::Value cols = o.Get("columns");
     if (!cols.IsUndefined()) {
       if (!cols.IsArray() || cols.As<Napi::Array>().Length() != 2) throwType(env, at + ".columns must be [begin, end]");
-      r.colBegin = cols.As<Napi::Array>().Get(0u).As<Napi::Number>().Int32Value();
-      r.colEnd = cols.As<Napi::Array>().Get(1u).As<Napi::Number>().Int32Value();
+      Napi::Array range = cols.As<Napi::Array>();
+      const int64_t begin = toInt(env, range.Get(0u), at + ".columns[0]"), end = toInt(env, range.Get(1u), at + ".columns[1]");
+      if (begin < 0 || begin >= end || end > INT32_MAX) throwType(env, at + ".columns must be [begin, end] with 0 <= begin < end");
+      r.colBegin = static_cast<int>(begin);
+      r.colEnd = static_cast<int>(end);
     }
     requests.push_back(r);
   }
@@ -57,8 +61,8 @@ Napi::Function StatisticsWrap::defineClass(Napi::Env env) {
   return cls;
 }
 
-Napi::Object StatisticsWrap::create(const Napi::CallbackInfo& info, size_t index, int numLayers) {
-  auto collector = std::make_unique<StatisticsCollector>(requestsArg(info, index, numLayers), 0);
+Napi::Object StatisticsWrap::create(const Napi::CallbackInfo& info, size_t index, const Engine& engine) {
+  auto collector = std::make_unique<StatisticsCollector>(requestsArg(info, index, engine.config().numLayers), engine.options().numThreads);
   Napi::Object obj = constructors(info.Env()).statistics.New({info.This(), Napi::External<StatisticsCollector>::New(info.Env(), collector.get())});
   collector.release();  // now owned by the wrapper
   return obj;
@@ -76,6 +80,7 @@ StatisticsWrap::StatisticsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
 // the session; by default it runs up to the last layer any request observes.
 Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
   if (!collector_) throw Napi::Error::New(info.Env(), "calibrate: these statistics were taken already");
+  if (running_) throw Napi::Error::New(info.Env(), "calibrate: a calibrate pass of these statistics is still running; await it first");
   EngineWrap* engine = EngineWrap::Unwrap(engine_.Value());
   engine->requireIdle(info.Env(), "calibrate");
   StepInput input = stepInputArg(info, 0, false);
@@ -88,13 +93,15 @@ Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
     stopAtInput = boolField(o, "stopAtAttentionInput", false);
   }
   if (lastLayer < 0 || lastLayer >= numLayers) throwType(info.Env(), "lastLayer is out of range");
-  return CalibrateWorker::start(info.Env(), engine, engine_.Value(), info.This().As<Napi::Object>(), *collector_, std::move(input), lastLayer, stopAtInput);
+  Napi::Value promise = CalibrateWorker::start(info.Env(), engine, engine_.Value(), info.This().As<Napi::Object>(), *collector_, std::move(input), lastLayer, stopAtInput);
+  running_ = true;
+  return promise;
 }
 
 // take() -> [{rows, columns, data: Float64Array}] in request order; ends the session.
 Napi::Value StatisticsWrap::take(const Napi::CallbackInfo& info) {
   if (!collector_) throw Napi::Error::New(info.Env(), "take: these statistics were taken already");
-  EngineWrap::Unwrap(engine_.Value())->requireIdle(info.Env(), "take");  // a calibrate may be writing them
+  if (running_) throw Napi::Error::New(info.Env(), "take: a calibrate pass of these statistics is still running; await it first");
   Napi::Array out = Napi::Array::New(info.Env());
   uint32_t i = 0;
   for (StatResult& r : collector_->results()) {

@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "engine/engine.h"
 #include "engine/statistics.h"
 
 namespace mla::napi {
@@ -14,10 +15,13 @@ namespace mla::napi {
 class StatisticsWrap : public Napi::ObjectWrap<StatisticsWrap> {
  public:
   static Napi::Function defineClass(Napi::Env env);
-  // A session over `engine` (an Engine object) reading requests (the JS array at info[index]).
-  static Napi::Object create(const Napi::CallbackInfo& info, size_t index, int numLayers);
+  // A session over `engine` (info.This(), an Engine object) reading requests (the JS array at
+  // info[index]); its reductions run on as many threads as the engine's.
+  static Napi::Object create(const Napi::CallbackInfo& info, size_t index, const Engine& engine);
 
   explicit StatisticsWrap(const Napi::CallbackInfo& info);
+  // Set while a calibrate pass writes the collector (CalibrateWorker clears it when it settles).
+  void setRunning(bool running) { running_ = running; }
 
  private:
   Napi::Value calibrate(const Napi::CallbackInfo& info);
@@ -25,6 +29,7 @@ class StatisticsWrap : public Napi::ObjectWrap<StatisticsWrap> {
 
   Napi::ObjectReference engine_;                    // the Engine object: alive while the session is
   std::unique_ptr<StatisticsCollector> collector_;  // null once taken
+  bool running_ = false;
 };
 
 }  // namespace mla::napi

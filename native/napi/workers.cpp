@@ -5,6 +5,7 @@
 
 #include "napi/args.h"
 #include "napi/engine_wrap.h"
+#include "napi/statistics_wrap.h"
 
 namespace mla::napi {
 
@@ -185,10 +186,20 @@ void CalibrateWorker::Execute() {
   wrap_->engine().calibrate(input_, statistics_, lastLayer_, stopAtInput_);
 }
 
+void CalibrateWorker::release() {
+  StatisticsWrap::Unwrap(session_.Value())->setRunning(false);
+  session_.Reset();
+}
+
 void CalibrateWorker::OnOK() {
   finish();
-  session_.Reset();
+  release();
   deferred_.Resolve(Env().Undefined());
+}
+
+void CalibrateWorker::OnError(const Napi::Error& e) {
+  release();
+  EngineWorker::OnError(e);
 }
 
 }  // namespace mla::napi

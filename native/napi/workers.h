@@ -92,10 +92,12 @@ class CalibrateWorker : public EngineWorker {
                            StepInput input, int lastLayer, bool stopAtInput);
   void Execute() override;
   void OnOK() override;
+  void OnError(const Napi::Error& e) override;
 
  private:
   CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
                   StepInput input, int lastLayer, bool stopAtInput);
+  void release();  // the session is idle again and may be collected
   Napi::ObjectReference session_;
   StatisticsCollector& statistics_;
   StepInput input_;

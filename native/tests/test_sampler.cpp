@@ -11,7 +11,7 @@ using namespace mla;
 static SampleResult draw(const std::vector<float>& logits, const SamplingParams& p, uint64_t counter, const PenaltyState* pen = nullptr, int top = 0) {
   cpu::SamplerScratch scratch;
   SampleResult r;
-  cpu::sampleRow(logits.data(), static_cast<int>(logits.size()), SampleRequest{&p, pen, counter}, top, r, scratch);
+  cpu::sampleRow(logits.data(), static_cast<int>(logits.size()), SampleRequest{&p, pen, counter, {}}, top, r, scratch);
   return r;
 }
 

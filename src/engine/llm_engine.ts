@@ -5,7 +5,7 @@ import { ChoiceOutput, type StopRules } from "./output.js";
 import { ModelRunner } from "./runner.js";
 import type { Matcher } from "./grammar.js";
 import { hasProcessors, SequenceProcessors } from "./processors.js";
-import { GREEDY_PARAMS, nativeParams, validateSampling, type DecodeOptions, type SamplingOptions } from "./sampling.js";
+import { nativeParams, validateSampling, type DecodeOptions, type SamplingOptions } from "./sampling.js";
 import { Scheduler, type SchedulerOutput } from "./scheduler.js";
 import { EventStream } from "./stream.js";
 import { Sequence, type FinishReason } from "./sequence.js";

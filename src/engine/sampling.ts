@@ -1,7 +1,7 @@
 // Sampling options of one request, after defaults (engine-level: no HTTP types here).
 import { randomInt } from "node:crypto";
 
-import { packSampling, SAMPLING_DEFAULTS } from "../native/sampling_fields.js";
+import { packSampling, SAMPLING_DEFAULTS, samplingProblem } from "../native/sampling_fields.js";
 import type { NativeSamplingParams, PackedSampling } from "../native/types.js";
 import { NO_PROCESSORS, type ProcessorOptions } from "./processors.js";
 
@@ -106,6 +106,13 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
   if (p.allowedTokenIds !== null && (p.allowedTokenIds.length === 0 || p.allowedTokenIds.some((t) => !Number.isInteger(t) || t < 0))) return bad("allowed_token_ids", "allowed_token_ids must be a non-empty list of token ids");
   if (p.badWords.length > 1024) return bad("bad_words", "at most 1024 bad words");
   if (!Number.isInteger(p.minTokens) || p.minTokens < 0 || p.minTokens > s.maxTokens) return bad("min_tokens", "min_tokens must be an integer in [0, max_tokens]");
+  // The native table's rules on the values as the step packs them (top_p 1e-50 is 0 as a float32):
+  // a value the sampler refuses would otherwise fail every request in its step.
+  const native = samplingProblem(nativeParams(s, 0));
+  if (native) {
+    const param = native.field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    return bad(param, `${param} ${native.value} is not usable by the sampler: it must be ${native.rule} as the sampler stores it`);
+  }
   return null;
 }
 

@@ -1,6 +1,5 @@
 // Iteration-level scheduling (nano-vllm shape): each step decides which sequences compute how
 // many tokens, within a token budget, so long prompts are prefilled in chunks while decodes flow.
-import type { NativeSamplingParams } from "../native/types.js";
 import type { Sequence } from "./sequence.js";
 
 /** The part of the native engine the scheduler needs: cache blocks per sequence. */

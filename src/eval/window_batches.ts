@@ -1,6 +1,5 @@
 // Token windows through the addon in batches: the loop perplexity and calibration share.
 import type { NativeEngine, ScoreBatch } from "../native/types.js";
-import { GREEDY_PARAMS } from "../engine/sampling.js";
 
 /** Tokens per engine call: windows are grouped so each call computes about this many. */
 const TOKENS_PER_CALL = 2048;

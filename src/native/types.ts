@@ -36,7 +36,7 @@ export interface StepBatch {
   logitBias?: { offsets: Int32Array /* [R + 1] */; tokens: Int32Array; values: Float32Array };
 }
 
-/** One entry per sequence with sampleMask 1, in batch order. */
+/** One entry per sampled row (sequences with sampleMask 1), in batch order. */
 export interface StepOutput {
   tokenIds: Int32Array; // [R]
   logprobs: Float32Array; // [R] raw log p of the sampled token
@@ -109,9 +109,12 @@ export interface NativeEngine {
   /** Not callable while a step runs (the block tables are changing). */
   cacheInfo(): CacheInfo;
   numFreeBlocks(): number;
-  /** Returns the number of leading tokens already cached, or null when blocks do not suffice. */
-  /** usePrefixCache false: compute every position (scoring), even where the prefix cache has blocks. */
-  /** Sampling parameters are not the sequence's: each step carries them for its sampled rows. */
+  /**
+   * Registers a sequence and returns the number of leading tokens already cached, or null when
+   * blocks do not suffice. usePrefixCache false: compute every position (scoring), even where the
+   * prefix cache has blocks. Sampling parameters are not the sequence's: each step carries them
+   * for its sampled rows.
+   */
   addSequence(seqId: number, tokens: Int32Array, numPromptTokens: number, usePrefixCache?: boolean): number | null;
   ensureCapacity(seqId: number, numTokens: number): boolean;
   freeSequence(seqId: number): void;

@@ -59,6 +59,17 @@ describe("numeric ranges", () => {
     await alive();
   });
 
+  it("a value that rounds out of range as the sampler's float32 is a 400 for its request, not a failed step for all", async () => {
+    const good = post("/v1/completions", { prompt: "hi", max_tokens: 8, ignore_eos: true });
+    for (const [key, value] of [["top_p", 1e-50], ["repetition_penalty", 1e-50]] as const) {
+      const r = await post("/v1/completions", { prompt: "hi", max_tokens: 2, [key]: value });
+      assertOpenAiError(r, 400, key);
+      assert.match(r.json().error.message, new RegExp(`${key} 1e-50 is not usable by the sampler`));
+    }
+    assert.equal((await good).statusCode, 200);
+    await alive();
+  });
+
   it("stop lists are bounded and never overflow the stack", async () => {
     const many = Array.from({ length: 1_000_000 }, (_, i) => `s${i}`);
     assertOpenAiError(await post("/v1/completions", { prompt: "hi", max_tokens: 2, stop: many }), 400, "stop");

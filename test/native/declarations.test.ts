@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { MODEL_CONFIG_FIELDS } from "../../src/native/model_config.js";
-import { packSampling, SAMPLING_DEFAULTS, SAMPLING_FIELDS } from "../../src/native/sampling_fields.js";
+import { packSampling, SAMPLING_DEFAULTS, SAMPLING_FIELDS, samplingProblem } from "../../src/native/sampling_fields.js";
 import type { NativeEngine } from "../../src/native/types.js";
 import { BUNDLED_GQA, GREEDY, load, ROOT } from "../helpers.js";
 
@@ -52,13 +52,21 @@ describe("one declaration for what crosses N-API", () => {
       assert.throws(() => engine.step(batch(wrongType)), new RegExp(`batch\\.sampling\\.${field} must be a`), field);
     }
     // Each field's rule, on the second row.
-    const bad: Record<(typeof SAMPLING_FIELDS)[number], number> = {
-      temperature: -1, topP: 0, topK: -1, minP: 1.5, repetitionPenalty: 0, presencePenalty: NaN, frequencyPenalty: Infinity, seed: 0.5,
+    // Each field's rule, on the second row, natively and in the generated samplingProblem (which
+    // checks the values as packed: 1e-50 is 0 in a Float32Array).
+    const bad: Record<(typeof SAMPLING_FIELDS)[number], number[]> = {
+      temperature: [-1, Infinity, NaN], topP: [0, 1e-50, 1.5], topK: [-1, 1.5, 2 ** 32 + 5, NaN], minP: [1.5, -1e-3],
+      repetitionPenalty: [0, 1e-50, Infinity], presencePenalty: [NaN, 1e39], frequencyPenalty: [Infinity], seed: [0.5, -1, 2 ** 53],
     };
     for (const field of SAMPLING_FIELDS) {
-      const rows = packSampling([GREEDY, { ...GREEDY, [field]: bad[field] }]);
-      assert.throws(() => engine.step(batch(rows)), new RegExp(`batch\\.sampling\\.${field}\\[1\\] must be `), field);
+      for (const value of bad[field]) {
+        const row = { ...GREEDY, [field]: value };
+        assert.throws(() => engine.step(batch(packSampling([GREEDY, row]))), new RegExp(`batch\\.sampling\\.${field}\\[1\\] must be `), `${field} ${value}`);
+        assert.equal(samplingProblem(row)?.field, field, `${field} ${value}`);
+      }
     }
+    assert.equal(samplingProblem(GREEDY), null);
+    assert.equal(samplingProblem({ ...SAMPLING_DEFAULTS, topP: 1e-40, topK: 2 ** 31 - 1, seed: 2 ** 53 - 1 }), null);
     const out = await engine.step(batch(packed));
     assert.equal(out.tokenIds.length, 2);
     engine.freeSequence(1);

@@ -162,7 +162,20 @@ describe("calibration requests", () => {
     assert.equal(rb!.data.length, 2 * rb!.columns);
     assert.throws(() => a.take(), /taken already/);
     await assert.rejects(async () => a.calibrate(batch(1, 3)), /taken already/);
+    // A session is busy only while its own pass runs; it may be taken after the engine is gone.
+    for (const columns of [[3, 3], [-1, 4], [0.5, 4], [0, 2 ** 32], ["0", 4]]) {
+      assert.throws(() => e.statistics([{ layer: 0, point: "q", columns: columns as [number, number] }]), /requests\[0\]\.columns/, String(columns));
+    }
+    const c = e.statistics([{ layer: 0, point: "attn_norm", columns: [0, 16] }]);
+    e.addSequence(3, Int32Array.of(1, 2, 3), 3);
+    const pass = c.calibrate(batch(3, 3));
+    assert.throws(() => c.take(), /still running/);
+    await pass;
+    e.freeSequence(3);
     e.dispose();
     assert.throws(() => b.take(), /taken already/);
+    const [rc] = c.take();
+    assert.equal(rc!.rows, 3);
+    assert.equal(rc!.columns, 16);
   });
 });

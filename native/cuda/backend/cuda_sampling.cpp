@@ -122,7 +122,7 @@ void CudaBackend::scoreTargets(const int32_t* targets, float* out, int numTop, i
       // The sampling kernel's top log-probs, with greedy rows (the sampled token is not used).
       SamplingParams greedy;
       greedy.temperature = 0;
-      std::vector<SampleRequest> requests(static_cast<size_t>(count), SampleRequest{&greedy, nullptr, 0});
+      std::vector<SampleRequest> requests(static_cast<size_t>(count), SampleRequest{&greedy, nullptr, 0, {}});
       std::vector<SampleResult> results;
       sampleChunk(requests, 0, count, numTop, results);
       for (int r = 0; r < count; ++r) {

@@ -1,4 +1,5 @@
-// Sampling parameters and per-sequence state that the sampler reads.
+// The sampler's per-sequence state (token history for penalties) and its results; the per-row
+// parameters are declared in mla/sampling_fields.h.
 #pragma once
 #include <cstdint>
 #include <unordered_map>
