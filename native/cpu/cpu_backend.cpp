@@ -23,6 +23,7 @@ const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : 
 CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype)
     : config_(config), weights_(weights), pool_(numThreads), inverseFrequencies_(config.rope.inverseFrequencies()), cacheDtype_(cacheDtype) {
   check(cacheDtype == DType::kF32 || cacheDtype == DType::kBF16, "the CPU cache holds f32 or bf16 values");
+  tuneWeightStream(pool_, weights.lmHead);  // decode's weight order, measured on this CPU (cpu/matmul.h)
 }
 
 namespace {

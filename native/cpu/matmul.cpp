@@ -1,7 +1,13 @@
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "cpu/kernels/kernels.h"
 
@@ -22,14 +28,66 @@ void matmulReference(const float* x, int m, const Matrix& w, const float* bias, 
 }
 
 
+namespace {
+
+WeightStream parseStream(const char* name) {
+  for (WeightStream s : {WeightStream::kOneRow, WeightStream::kTwoRows})
+    if (std::strcmp(name, weightStreamName(s)) == 0) return s;
+  throw std::invalid_argument(std::string("MLA_CPU_STREAM=") + name + ": choose rows1 or rows2");
+}
+
+// MLA_CPU_STREAM, read once; null when unset.
+const WeightStream* forcedStream() {
+  static const std::optional<WeightStream> forced = []() -> std::optional<WeightStream> {
+    const char* name = std::getenv("MLA_CPU_STREAM");
+    if (!name || !*name) return std::nullopt;
+    return parseStream(name);
+  }();
+  return forced ? &*forced : nullptr;
+}
+
+std::atomic<int>& selectedStream() {
+  static std::atomic<int> s{static_cast<int>(forcedStream() ? *forcedStream() : WeightStream::kOneRow)};
+  return s;
+}
+
+}  // namespace
+
+const char* weightStreamName(WeightStream s) { return s == WeightStream::kTwoRows ? "rows2" : "rows1"; }
+
+WeightStream weightStream() { return static_cast<WeightStream>(selectedStream().load(std::memory_order_relaxed)); }
+
+void setWeightStream(WeightStream s) { selectedStream().store(static_cast<int>(s), std::memory_order_relaxed); }
+
+WeightStream tuneWeightStream(ThreadPool& pool, const Matrix& w) {
+  if (forcedStream()) return *forcedStream();
+  std::vector<float> x(static_cast<size_t>(w.cols), 0.01f), y(static_cast<size_t>(w.rows));
+  double best[2] = {1e30, 1e30};
+  for (int rep = 0; rep < 4; ++rep) {
+    for (WeightStream s : {WeightStream::kOneRow, WeightStream::kTwoRows}) {
+      const auto t0 = std::chrono::steady_clock::now();
+      matmul(pool, x.data(), 1, w, nullptr, y.data(), s);
+      double& b = best[static_cast<int>(s)];
+      b = std::min(b, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  const WeightStream faster = best[1] < best[0] ? WeightStream::kTwoRows : WeightStream::kOneRow;
+  setWeightStream(faster);
+  return faster;
+}
+
 void matmul(ThreadPool& pool, const float* x, int m, const Matrix& w, const float* bias, float* y) {
+  matmul(pool, x, m, w, bias, y, weightStream());
+}
+
+void matmul(ThreadPool& pool, const float* x, int m, const Matrix& w, const float* bias, float* y, WeightStream stream) {
   const int n = w.rows, k = w.cols;
   // Split the weight rows (in multiples of 4) across threads: every thread reads its own weights once.
   const int64_t groups = (n + 3) / 4;
   const int64_t minGroups = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, static_cast<int64_t>(k) * m));
   const KernelTable& kernel = kernels();
   pool.parallelFor(groups, [&](int64_t g0, int64_t g1) {
-    kernel.matmulRows(x, m, w, bias, y, static_cast<int>(g0 * 4), static_cast<int>(std::min<int64_t>(g1 * 4, n)));
+    kernel.matmulRows(x, m, w, bias, y, static_cast<int>(g0 * 4), static_cast<int>(std::min<int64_t>(g1 * 4, n)), stream);
   }, minGroups);
 }
 

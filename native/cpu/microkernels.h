@@ -41,45 +41,42 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
   }
 }
 
-// The same sums as dotTile, in the same order, two rows of w at a time: out[a][r] = x[a] · w[r].
-// For few x rows, where the weights stream from memory. Two sequential streams per thread, each
-// pair prefetching the pair after it (the next tile's first pair after rows 2 and 3: tiles are
-// consecutive rows), read 1.3-1.7x faster than one row at a time and than dotTile's 4 interleaved
-// rows on a Xeon with AVX-512 (a scratch GEMV over 131-256 MB of bf16, 2 threads: 14-17 GB/s one
-// row at a time, 18-22 two rows, 22-28 two rows with the prefetch).
-template <int MR, typename T>
+// The same sums as dotTile, in the same order, kRows rows of w at a time (1 or 2):
+// out[a][r] = x[a] · w[r]. For few x rows, where the weights stream from memory. Which order reads
+// faster depends on the CPU (cpu/matmul.h, WeightStream): on Zen 3/4 one row at a time (one
+// sequential stream per thread: 38-40 GB/s on an LM head where 4 interleaved rows read 23-34); on a
+// Xeon two rows with each pair prefetching the pair after it (22-28 GB/s against 14-17 one row at a
+// time). The pair after r = 0 is the tile's rows 2 and 3; after r = 2 the next tile's rows 0 and 1
+// (one past row 3: tiles are consecutive rows).
+template <int MR, int kRows, typename T>
 inline void dotRows(const float* const* x, const T* const* w, int k, float out[][4]) {
-  for (int r = 0; r < 4; r += 2) {
-    const T* w0 = w[r];
-    const T* w1 = w[r + 1];
-    // The pair after: for r = 0 the tile's rows 2 and 3; for r = 2 the next tile's rows 0 and 1
-    // (one past row 3, when rows are consecutive). Addresses as integers: past the last tile they
-    // point outside the matrix, which a prefetch may do (it never faults) but a pointer may not.
+  static_assert(kRows == 1 || kRows == 2, "one or two rows at a time");
+  for (int r = 0; r < 4; r += kRows) {
+    // Addresses as integers: past the last tile they point outside the matrix, which a prefetch
+    // may do (it never faults) but a pointer may not.
     const uintptr_t ahead = reinterpret_cast<uintptr_t>(r == 0 ? w[2] : w[3] + k);
     int i = 0;
-    Vec acc0[MR], acc1[MR];
-    for (int a = 0; a < MR; ++a) acc0[a] = acc1[a] = vzero();
+    Vec acc[kRows][MR];
+    for (int p = 0; p < kRows; ++p)
+      for (int a = 0; a < MR; ++a) acc[p][a] = vzero();
     for (; i + kLanes <= k; i += kLanes) {
-      if ((static_cast<size_t>(i) * sizeof(T)) % 64 < kLanes * sizeof(T)) {  // once per 64-byte line
+      if (kRows == 2 && (static_cast<size_t>(i) * sizeof(T)) % 64 < kLanes * sizeof(T)) {  // once per 64-byte line
         __builtin_prefetch(reinterpret_cast<const void*>(ahead + static_cast<size_t>(i) * sizeof(T)));
         __builtin_prefetch(reinterpret_cast<const void*>(ahead + (static_cast<size_t>(k) + i) * sizeof(T)));
       }
-      const Vec wv0 = vload(w0 + i), wv1 = vload(w1 + i);
+      Vec wv[kRows];
+      for (int p = 0; p < kRows; ++p) wv[p] = vload(w[r + p] + i);
       for (int a = 0; a < MR; ++a) {
         const Vec xv = vload(x[a] + i);
-        acc0[a] = vfma(xv, wv0, acc0[a]);
-        acc1[a] = vfma(xv, wv1, acc1[a]);
+        for (int p = 0; p < kRows; ++p) acc[p][a] = vfma(xv, wv[p], acc[p][a]);
       }
     }
-    for (int a = 0; a < MR; ++a) {
-      out[a][r] = vhsum(acc0[a]);
-      out[a][r + 1] = vhsum(acc1[a]);
-    }
+    for (int p = 0; p < kRows; ++p)
+      for (int a = 0; a < MR; ++a) out[a][r + p] = vhsum(acc[p][a]);
     for (; i < k; ++i) {
-      const float wv0 = scalarOf(w0[i]), wv1 = scalarOf(w1[i]);
-      for (int a = 0; a < MR; ++a) {
-        out[a][r] = std::fma(x[a][i], wv0, out[a][r]);  // fma: never left to contraction
-        out[a][r + 1] = std::fma(x[a][i], wv1, out[a][r + 1]);
+      for (int p = 0; p < kRows; ++p) {
+        const float wv = scalarOf(w[r + p][i]);
+        for (int a = 0; a < MR; ++a) out[a][r + p] = std::fma(x[a][i], wv, out[a][r + p]);  // fma: never left to contraction
       }
     }
   }

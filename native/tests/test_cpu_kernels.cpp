@@ -40,6 +40,8 @@ static double normErr(const std::vector<float>& a, const std::vector<double>& re
   return std::sqrt(num / den);
 }
 
+static const cpu::WeightStream kStreams[] = {cpu::WeightStream::kOneRow, cpu::WeightStream::kTwoRows};
+
 TEST(matmul_matches_reference_over_shapes_and_dtypes) {
   ThreadPool pool(2);
   for (cpu::Isa isa : supportedIsas()) {
@@ -53,11 +55,13 @@ TEST(matmul_matches_reference_over_shapes_and_dtypes) {
           for (size_t i = 0; i < wf.size(); ++i) { wb[i] = floatToBf16(wf[i]); wf[i] = bf16ToFloat(wb[i]); }
           Matrix w{dtype == DType::kF32 ? static_cast<const void*>(wf.data()) : wb.data(), dtype, n, k};
           std::vector<float> y(static_cast<size_t>(m) * n), ref(y.size());
-          cpu::matmul(pool, x.data(), m, w, bias.data(), y.data());
           cpu::matmulReference(x.data(), m, w, bias.data(), ref.data());
           std::vector<double> refd(ref.begin(), ref.end());
-          const double err = normErr(y, refd);
-          EXPECT_MSG(err < 1e-5, "%s dtype %s m=%d n=%d k=%d err=%g", cpu::isaName(isa), dtypeName(dtype), m, n, k, err);
+          for (cpu::WeightStream stream : kStreams) {
+            cpu::matmul(pool, x.data(), m, w, bias.data(), y.data(), stream);
+            const double err = normErr(y, refd);
+            EXPECT_MSG(err < 1e-5, "%s %s dtype %s m=%d n=%d k=%d err=%g", cpu::isaName(isa), cpu::weightStreamName(stream), dtypeName(dtype), m, n, k, err);
+          }
         }
       }
     }
@@ -74,9 +78,11 @@ TEST(matmul_rows_do_not_depend_on_the_batch) {
     cpu::setActiveIsa(isa);
     std::vector<float> all(static_cast<size_t>(m) * n), one(static_cast<size_t>(n));
     cpu::matmul(pool, x.data(), m, mw, nullptr, all.data());
-    for (int i = 0; i < m; ++i) {
-      cpu::matmul(pool, x.data() + static_cast<size_t>(i) * k, 1, mw, nullptr, one.data());
-      EXPECT_MSG(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n), "%s row %d", cpu::isaName(isa), i);
+    for (cpu::WeightStream stream : kStreams) {  // either weight order gives the batch's sums
+      for (int i = 0; i < m; ++i) {
+        cpu::matmul(pool, x.data() + static_cast<size_t>(i) * k, 1, mw, nullptr, one.data(), stream);
+        EXPECT_MSG(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n), "%s %s row %d", cpu::isaName(isa), cpu::weightStreamName(stream), i);
+      }
     }
   }
 }

@@ -97,4 +97,13 @@ describe("CPU kernels' instruction set", () => {
     assert.notEqual(bad.status, 0);
     assert.match(bad.err, /unknown CPU ISA 'sse9': choose avx2 or avx512/);
   });
+
+  it("MLA_CPU_STREAM fixes decode's weight order (else measured at load); an unknown one fails the load, naming the choices", () => {
+    const loadWith = (value: string) => spawnSync(process.execPath, ["-e",
+      `require(${JSON.stringify(addon)}).loadEngine({ modelDir: ${JSON.stringify(BUNDLED_GQA)}, numBlocks: 4 })` +
+      `.then((e) => { process.stdout.write("loaded"); e.dispose(); }, (err) => process.stdout.write(err.message))`],
+      { env: { ...process.env, MLA_CPU_STREAM: value }, encoding: "utf8" }).stdout;
+    assert.equal(loadWith("rows2"), "loaded");
+    assert.match(loadWith("rows3"), /MLA_CPU_STREAM=rows3: choose rows1 or rows2/);
+  });
 });

@@ -4,14 +4,16 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "cpu/matmul.h"
 #include "cpu/paged_attention.h"
 #include "model/weights.h"
 
 namespace mla::cpu {
 
 struct KernelTable {
-  // y[m, rowBegin..rowEnd) = x · w[rowBegin..rowEnd)ᵀ (+ bias): matmul's share of one thread.
-  void (*matmulRows)(const float* x, int m, const Matrix& w, const float* bias, float* y, int rowBegin, int rowEnd);
+  // y[m, rowBegin..rowEnd) = x · w[rowBegin..rowEnd)ᵀ (+ bias): matmul's share of one thread;
+  // `stream` is how a decode-sized m reads the weights (the same sums either way).
+  void (*matmulRows)(const float* x, int m, const Matrix& w, const float* bias, float* y, int rowBegin, int rowEnd, WeightStream stream);
   // pagedAttention (cpu/paged_attention.h) itself.
   void (*pagedAttention)(ThreadPool& pool, const PagedLayer& cache, const HeadLayout& layout,
                          const std::vector<PagedQuery>& queries, const float* q, float* out);

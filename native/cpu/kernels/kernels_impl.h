@@ -8,7 +8,7 @@ namespace mla::cpu::MLA_KERNEL_NS {
 namespace {
 
 template <typename T>
-void matmulRowsOf(const float* x, int m, const T* w, int n, int k, const float* bias, float* y, int rowBegin, int rowEnd) {
+void matmulRowsOf(const float* x, int m, const T* w, int n, int k, const float* bias, float* y, int rowBegin, int rowEnd, WeightStream stream) {
   // Keep a block of x rows hot in L2 while 4 weight rows at a time stream past it.
   constexpr int MR = kRowTile;
   const int xBlock = std::max(MR, static_cast<int>((192 * 1024) / (static_cast<size_t>(k) * sizeof(float))) / MR * MR);
@@ -34,17 +34,18 @@ void matmulRowsOf(const float* x, int m, const T* w, int n, int k, const float* 
       for (; i < i1; ++i) {
         const float* xr[1] = {x + static_cast<size_t>(i) * k};
         float s[1][4];
-        if (streaming) dotRows<1>(xr, wr, k, s);
-        else dotTile<1>(xr, wr, k, s);
+        if (!streaming) dotTile<1>(xr, wr, k, s);
+        else if (stream == WeightStream::kTwoRows) dotRows<1, 2>(xr, wr, k, s);
+        else dotRows<1, 1>(xr, wr, k, s);
         store(i, s[0]);
       }
     }
   }
 }
 
-void matmulRows(const float* x, int m, const Matrix& w, const float* bias, float* y, int rowBegin, int rowEnd) {
-  if (w.dtype == DType::kBF16) matmulRowsOf(x, m, static_cast<const uint16_t*>(w.data), w.rows, w.cols, bias, y, rowBegin, rowEnd);
-  else matmulRowsOf(x, m, static_cast<const float*>(w.data), w.rows, w.cols, bias, y, rowBegin, rowEnd);
+void matmulRows(const float* x, int m, const Matrix& w, const float* bias, float* y, int rowBegin, int rowEnd, WeightStream stream) {
+  if (w.dtype == DType::kBF16) matmulRowsOf(x, m, static_cast<const uint16_t*>(w.data), w.rows, w.cols, bias, y, rowBegin, rowEnd, stream);
+  else matmulRowsOf(x, m, static_cast<const float*>(w.data), w.rows, w.cols, bias, y, rowBegin, rowEnd, stream);
 }
 
 constexpr int kTileTokens = 16;  // query tokens of one work item

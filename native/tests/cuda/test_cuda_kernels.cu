@@ -225,7 +225,7 @@ TEST(sampling_against_the_cpu_sampler) {
     st.outputCounts = {{top1, 2}, {8, 1}};
     SampleResult ref;
     cpu::SamplerScratch scratch;
-    cpu::sampleRow(&logits[static_cast<size_t>(r) * V], V, SampleRequest{&sp, r == 1 ? &st : nullptr, 3}, 4, ref, scratch);
+    cpu::sampleRow(&logits[static_cast<size_t>(r) * V], V, SampleRequest{&sp, r == 1 ? &st : nullptr, 3, {}}, 4, ref, scratch);
     // The same seed gives the same token as the CPU sampler (one Philox draw, one order), greedy or not.
     EXPECT_MSG(tokens[r] == ref.token, "row %d: %d on the GPU, %d on the CPU", r, tokens[r], ref.token);
     EXPECT(std::fabs(lps[r] - cpu::targetLogprob(&logits[static_cast<size_t>(r) * V], V, tokens[r])) < 1e-3);
