@@ -37,7 +37,9 @@ function validAsTs(name, expr) {
     .replace(/\bINFINITY\b/g, "Infinity")
     .replace(/(?<![=!<>])==(?!=)/g, "===")
     .replace(/!=(?!=)/g, "!==");
-  const rest = ts.replace(/Number\.isFinite|Math\.floor|Infinity|\bv\b|\d+(\.\d+)?(e[+-]?\d+)?|===|!==|[<>]=?|&&|\|\||[!()\s+\-*/]/g, "");
+  // No arithmetic (C++ integer division and float32 constants differ from JS), and `!` only before
+  // a parenthesis (NaN is true in C++ and false in JS).
+  const rest = ts.replace(/Number\.isFinite|Math\.floor|Infinity|\bv\b|\d+(\.\d+)?(e[+-]?\d+)?|===|!==|[<>]=?|&&|\|\||!(?=\()|[()\s]/g, "");
   if (rest !== "") throw new Error(`sampling field ${name}: cannot translate "${expr}" to TypeScript (left: "${rest}")`);
   return ts;
 }

@@ -7,13 +7,16 @@ namespace mla::cpu {
 
 // How a decode-sized matmul (fewer x rows than one register tile) reads its weights, which bounds
 // its time: one row at a time (a single sequential stream per thread) or two rows at a time, each
-// pair prefetching the next. Which is faster depends on the CPU (about 1.7x either way on the
-// machines measured: bench/RESULTS.md), so it is measured, not assumed: tuneWeightStream. Both give
-// the same sums in the same order.
+// pair prefetching the next. Which is faster depends on the CPU (about 1.7x either way on the LM
+// head of the machines measured: bench/RESULTS.md) and somewhat on the shape (on Zen 4 a k = 8192
+// matrix prefers two rows where the LM head prefers one), so it is measured, not assumed, on the
+// LM head, the largest matrix a step streams: tuneWeightStream. Both give the same sums in the
+// same order, so the choice changes speed only.
 enum class WeightStream { kOneRow, kTwoRows };
 const char* weightStreamName(WeightStream s);  // "rows1", "rows2"
-// The order in use, process-wide: MLA_CPU_STREAM ("rows1", "rows2") when set, else the last
-// tuneWeightStream's choice, else kOneRow.
+// The order in use, process-wide: the last setWeightStream or tuneWeightStream (which keeps
+// MLA_CPU_STREAM, "rows1" or "rows2", when that is set); at first MLA_CPU_STREAM, else kOneRow.
+// Engines loaded later retune it for all (speed only: the bits are the same).
 WeightStream weightStream();
 void setWeightStream(WeightStream s);
 // Times m = 1 through `w` (the largest matrix a model streams: its LM head) with each order,

@@ -43,8 +43,9 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
 
 // The same sums as dotTile, in the same order, kRows rows of w at a time (1 or 2):
 // out[a][r] = x[a] · w[r]. For few x rows, where the weights stream from memory. Which order reads
-// faster depends on the CPU (cpu/matmul.h, WeightStream): on Zen 3/4 one row at a time (one
-// sequential stream per thread: 38-40 GB/s on an LM head where 4 interleaved rows read 23-34); on a
+// faster depends on the CPU, and somewhat on the shape (cpu/matmul.h, WeightStream): on Zen 4 one
+// row at a time (one sequential stream per thread: 38-40 GB/s on an LM head where 4 interleaved
+// rows read 23-34); on a
 // Xeon two rows with each pair prefetching the pair after it (22-28 GB/s against 14-17 one row at a
 // time). The pair after r = 0 is the tile's rows 2 and 3; after r = 2 the next tile's rows 0 and 1
 // (one past row 3: tiles are consecutive rows).

@@ -52,6 +52,11 @@ std::vector<StatRequest> requestsArg(const Napi::CallbackInfo& info, size_t inde
 
 }  // namespace
 
+void StatisticsWrap::requireUsable(Napi::Env env, const char* what) const {
+  if (failed_) throw Napi::Error::New(env, std::string(what) + ": a calibrate pass of these statistics failed, so they are partial; start a new session");
+  if (!collector_) throw Napi::Error::New(env, std::string(what) + ": these statistics were taken already");
+}
+
 Napi::Function StatisticsWrap::defineClass(Napi::Env env) {
   Napi::Function cls = DefineClass(env, "Statistics", {
       InstanceMethod("calibrate", &StatisticsWrap::calibrate),
@@ -79,7 +84,7 @@ StatisticsWrap::StatisticsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
 // calibrate(batch, {lastLayer?, stopAtAttentionInput?}) -> Promise<void>: a forward pass feeding
 // the session; by default it runs up to the last layer any request observes.
 Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
-  if (!collector_) throw Napi::Error::New(info.Env(), "calibrate: these statistics were taken already");
+  requireUsable(info.Env(), "calibrate");
   if (running_) throw Napi::Error::New(info.Env(), "calibrate: a calibrate pass of these statistics is still running; await it first");
   EngineWrap* engine = EngineWrap::Unwrap(engine_.Value());
   engine->requireIdle(info.Env(), "calibrate");
@@ -100,7 +105,7 @@ Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
 
 // take() -> [{rows, columns, data: Float64Array}] in request order; ends the session.
 Napi::Value StatisticsWrap::take(const Napi::CallbackInfo& info) {
-  if (!collector_) throw Napi::Error::New(info.Env(), "take: these statistics were taken already");
+  requireUsable(info.Env(), "take");
   if (running_) throw Napi::Error::New(info.Env(), "take: a calibrate pass of these statistics is still running; await it first");
   Napi::Array out = Napi::Array::New(info.Env());
   uint32_t i = 0;

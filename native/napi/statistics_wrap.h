@@ -20,16 +20,25 @@ class StatisticsWrap : public Napi::ObjectWrap<StatisticsWrap> {
   static Napi::Object create(const Napi::CallbackInfo& info, size_t index, const Engine& engine);
 
   explicit StatisticsWrap(const Napi::CallbackInfo& info);
-  // Set while a calibrate pass writes the collector (CalibrateWorker clears it when it settles).
-  void setRunning(bool running) { running_ = running; }
+  // A calibrate pass settled (CalibrateWorker): the session is idle again; after a failed pass its
+  // sums are partial, so it refuses more passes and take().
+  void passEnded(bool failed) {
+    running_ = false;
+    if (failed) {
+      collector_.reset();
+      failed_ = true;
+    }
+  }
 
  private:
+  void requireUsable(Napi::Env env, const char* what) const;  // throws once taken or failed
   Napi::Value calibrate(const Napi::CallbackInfo& info);
   Napi::Value take(const Napi::CallbackInfo& info);
 
   Napi::ObjectReference engine_;                    // the Engine object: alive while the session is
   std::unique_ptr<StatisticsCollector> collector_;  // null once taken
-  bool running_ = false;
+  bool running_ = false;  // a calibrate pass is writing the collector
+  bool failed_ = false;   // a pass failed: the collector was dropped
 };
 
 }  // namespace mla::napi

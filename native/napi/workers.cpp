@@ -186,19 +186,19 @@ void CalibrateWorker::Execute() {
   wrap_->engine().calibrate(input_, statistics_, lastLayer_, stopAtInput_);
 }
 
-void CalibrateWorker::release() {
-  StatisticsWrap::Unwrap(session_.Value())->setRunning(false);
+void CalibrateWorker::release(bool failed) {
+  StatisticsWrap::Unwrap(session_.Value())->passEnded(failed);
   session_.Reset();
 }
 
 void CalibrateWorker::OnOK() {
   finish();
-  release();
+  release(false);
   deferred_.Resolve(Env().Undefined());
 }
 
 void CalibrateWorker::OnError(const Napi::Error& e) {
-  release();
+  release(true);
   EngineWorker::OnError(e);
 }
 

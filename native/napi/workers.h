@@ -97,7 +97,7 @@ class CalibrateWorker : public EngineWorker {
  private:
   CalibrateWorker(Napi::Env env, EngineWrap* wrap, Napi::Object self, Napi::Object session, StatisticsCollector& statistics,
                   StepInput input, int lastLayer, bool stopAtInput);
-  void release();  // the session is idle again and may be collected
+  void release(bool failed);  // the session is idle again (partial after a failure) and may be collected
   Napi::ObjectReference session_;
   StatisticsCollector& statistics_;
   StepInput input_;

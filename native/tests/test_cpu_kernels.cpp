@@ -73,7 +73,9 @@ TEST(matmul_rows_do_not_depend_on_the_batch) {
   ThreadPool pool(2);
   const int m = 37, n = 129, k = 203;
   auto x = randn(static_cast<size_t>(m) * k), w = randn(static_cast<size_t>(n) * k);
-  Matrix mw{w.data(), DType::kF32, n, k};
+  std::vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = floatToBf16(w[i]);
+  for (Matrix mw : {Matrix{w.data(), DType::kF32, n, k}, Matrix{wb.data(), DType::kBF16, n, k}})
   for (cpu::Isa isa : supportedIsas()) {
     cpu::setActiveIsa(isa);
     std::vector<float> all(static_cast<size_t>(m) * n), one(static_cast<size_t>(n));

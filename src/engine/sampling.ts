@@ -108,7 +108,7 @@ export function validateSampling(s: SamplingOptions): { param: string; message: 
   if (!Number.isInteger(p.minTokens) || p.minTokens < 0 || p.minTokens > s.maxTokens) return bad("min_tokens", "min_tokens must be an integer in [0, max_tokens]");
   // The native table's rules on the values as the step packs them (top_p 1e-50 is 0 as a float32):
   // a value the sampler refuses would otherwise fail every request in its step.
-  const native = samplingProblem(nativeParams(s, 0));
+  const native = samplingProblem(nativeParams({ ...s, seed: s.seed ?? 0 }, 0));
   if (native) {
     const param = native.field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
     return bad(param, `${param} ${native.value} is not usable by the sampler: it must be ${native.rule} as the sampler stores it`);

@@ -135,7 +135,10 @@ export interface NativeEngine {
 export interface NativeStatistics {
   /** A forward pass (no logits) that feeds these statistics; not while a step runs. */
   calibrate(batch: Omit<ScoreBatch, "targetIds">, options?: CalibrateOptions): Promise<void>;
-  /** The results, in request order; ends the session (calibrate and take throw after). */
+  /**
+   * The results, in request order; ends the session (calibrate and take throw after). Throws while
+   * the session's own calibrate runs, and after one failed (its sums would be partial).
+   */
   take(): StatisticResult[];
 }
 

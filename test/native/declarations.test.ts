@@ -51,7 +51,6 @@ describe("one declaration for what crosses N-API", () => {
       const wrongType = { ...packed, [field]: new Uint8Array(2) };
       assert.throws(() => engine.step(batch(wrongType)), new RegExp(`batch\\.sampling\\.${field} must be a`), field);
     }
-    // Each field's rule, on the second row.
     // Each field's rule, on the second row, natively and in the generated samplingProblem (which
     // checks the values as packed: 1e-50 is 0 in a Float32Array).
     const bad: Record<(typeof SAMPLING_FIELDS)[number], number[]> = {
@@ -66,8 +65,10 @@ describe("one declaration for what crosses N-API", () => {
       }
     }
     assert.equal(samplingProblem(GREEDY), null);
-    assert.equal(samplingProblem({ ...SAMPLING_DEFAULTS, topP: 1e-40, topK: 2 ** 31 - 1, seed: 2 ** 53 - 1 }), null);
-    const out = await engine.step(batch(packed));
+    // What samplingProblem accepts at the edges, the native side accepts too (else a step fails).
+    const edge = { ...SAMPLING_DEFAULTS, temperature: 0, topP: 1e-40, topK: 2 ** 31 - 1, minP: 1, repetitionPenalty: 1e-30, presencePenalty: -3e38, seed: 2 ** 53 - 1 };
+    assert.equal(samplingProblem(edge), null);
+    const out = await engine.step(batch(packSampling([GREEDY, edge])));
     assert.equal(out.tokenIds.length, 2);
     engine.freeSequence(1);
     engine.freeSequence(2);

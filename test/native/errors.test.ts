@@ -177,5 +177,14 @@ describe("calibration requests", () => {
     const [rc] = c.take();
     assert.equal(rc!.rows, 3);
     assert.equal(rc!.columns, 16);
+    // A pass that fails (columns past the point's width show only once it is observed) leaves
+    // partial sums: the session refuses to hand them out or to add to them.
+    const e2 = await native().loadEngine({ modelDir: source, numBlocks: 8 });
+    const partial = e2.statistics([{ layer: 0, point: "attn_norm" }, { layer: 0, point: "q", columns: [0, 1 << 20] }]);
+    e2.addSequence(4, Int32Array.of(1, 2, 3), 3);
+    await assert.rejects(partial.calibrate(batch(4, 3)), /columns \[0, 1048576\) are outside q/);
+    assert.throws(() => partial.take(), /a calibrate pass of these statistics failed/);
+    await assert.rejects(async () => partial.calibrate(batch(4, 3)), /a calibrate pass of these statistics failed/);
+    e2.dispose();
   });
 });

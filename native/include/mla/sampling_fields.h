@@ -5,13 +5,14 @@
 // entry per sampled row, each value checked against `valid`: napi/args.cpp), and the TypeScript
 // interface, packer and the same checks on the values as packed (scripts/gen_native_types.mjs
 // writes src/native/sampling_fields.ts; CI fails when it is stale). Keep one row a line, no
-// comma inside `valid`, and in `valid` only v, numbers, comparisons, &&, ||, !, std::isfinite,
-// std::floor and INFINITY (the generator translates them to TypeScript and refuses the rest).
+// comma inside `valid`, and in `valid` only v, numbers, comparisons, &&, ||, !( ), std::isfinite,
+// std::floor and INFINITY: no arithmetic (the generator translates them to TypeScript and refuses
+// the rest).
 // A JS array kind is one of Float32Array, Float64Array, Int32Array (a new one: the generator's
 // list and a tag struct in napi/args.cpp).
 // Adding a sampling parameter touches: a row here; its use in the samplers (native/cpu/sampler.cpp,
 // native/cuda/kernels/sampling.cu; a parameter over the token history also PenaltyState in
-// mla/sampling.h and the penalty lists in native/cuda/cuda_sampling.cpp); the request side
+// mla/sampling.h and the penalty lists in native/cuda/backend/cuda_sampling.cpp); the request side
 // (src/engine/sampling.ts: SamplingOptions, resolveSampling, validateSampling's API range,
 // nativeParams; src/server/prepare.ts for the body field; src/model/model_info.ts when
 // generation_config.json may set it; src/cli/generate.ts for a flag); a bad value for it in

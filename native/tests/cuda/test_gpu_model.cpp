@@ -118,7 +118,7 @@ static void compareSampling(Engine& gpu, const std::vector<int32_t>& prompt, con
   for (size_t k = 0; k < g.tokens.size(); ++k) {
     SampleResult ref;
     cpu::SamplerScratch scratch;
-    cpu::sampleRow(g.logits[k].data(), static_cast<int>(g.logits[k].size()), SampleRequest{&p, nullptr, k}, 0, ref, scratch);
+    cpu::sampleRow(g.logits[k].data(), static_cast<int>(g.logits[k].size()), SampleRequest{&p, nullptr, k, {}}, 0, ref, scratch);
     EXPECT_MSG(g.tokens[k] == ref.token, "%s: sampled token %zu is %d, the CPU sampler picks %d", what.c_str(), k, g.tokens[k], ref.token);
   }
 }
