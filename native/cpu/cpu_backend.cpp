@@ -23,7 +23,14 @@ const float* orNull(const std::vector<float>& v) { return v.empty() ? nullptr : 
 CpuBackend::CpuBackend(const ModelConfig& config, const Weights& weights, int numThreads, DType cacheDtype)
     : config_(config), weights_(weights), pool_(numThreads), inverseFrequencies_(config.rope.inverseFrequencies()), cacheDtype_(cacheDtype) {
   check(cacheDtype == DType::kF32 || cacheDtype == DType::kBF16, "the CPU cache holds f32 or bf16 values");
-  tuneWeightStream(pool_, weights.lmHead);  // decode's weight order, measured on this CPU (cpu/matmul.h)
+  // Decode's weight order, measured on this CPU per column count (cpu/matmul.h): the LM head and
+  // the first layer's matrices stand for every layer's.
+  if (!weights.layers.empty()) {
+    const LayerWeights& l = weights.layers[0];
+    tuneWeightStreams(pool_, {weights.lmHead, l.q, l.k, l.v, l.qA, l.qB, l.kvA, l.kvB, l.kUp, l.vUp, l.o, l.gate, l.up, l.down});
+  } else {
+    tuneWeightStream(pool_, weights.lmHead);
+  }
 }
 
 namespace {

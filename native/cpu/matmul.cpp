@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -46,18 +47,44 @@ const WeightStream* forcedStream() {
   return forced ? &*forced : nullptr;
 }
 
-std::atomic<int>& selectedStream() {
-  static std::atomic<int> s{static_cast<int>(forcedStream() ? *forcedStream() : WeightStream::kOneRow)};
-  return s;
+// The tuned orders: one per column count (x's length decides how much of L1 x takes), and the
+// last tuned one for column counts never tuned. Written at load, read by every matmul.
+struct TunedOrders {
+  static constexpr int kSlots = 16;
+  std::atomic<int> cols[kSlots] = {};  // 0: empty
+  std::atomic<int> order[kSlots] = {};
+  std::atomic<int> fallback{static_cast<int>(WeightStream::kOneRow)};
+  std::atomic<int> used{0};
+};
+
+TunedOrders& tuned() {
+  static TunedOrders t;
+  return t;
+}
+
+void record(int cols, WeightStream s) {
+  TunedOrders& t = tuned();
+  int slot = 0;
+  const int used = std::min(t.used.load(), TunedOrders::kSlots);
+  while (slot < used && t.cols[slot].load() != cols) ++slot;
+  if (slot == used) slot = t.used.fetch_add(1) % TunedOrders::kSlots;  // full: reuse a slot
+  t.order[slot].store(static_cast<int>(s));
+  t.cols[slot].store(cols);
+  t.fallback.store(static_cast<int>(s));
 }
 
 }  // namespace
 
 const char* weightStreamName(WeightStream s) { return s == WeightStream::kTwoRows ? "rows2" : "rows1"; }
 
-WeightStream weightStream() { return static_cast<WeightStream>(selectedStream().load(std::memory_order_relaxed)); }
-
-void setWeightStream(WeightStream s) { selectedStream().store(static_cast<int>(s), std::memory_order_relaxed); }
+WeightStream weightStream(int cols) {
+  if (forcedStream()) return *forcedStream();
+  const TunedOrders& t = tuned();
+  const int used = std::min(t.used.load(std::memory_order_relaxed), TunedOrders::kSlots);
+  for (int slot = 0; slot < used; ++slot)
+    if (t.cols[slot].load(std::memory_order_relaxed) == cols) return static_cast<WeightStream>(t.order[slot].load(std::memory_order_relaxed));
+  return static_cast<WeightStream>(t.fallback.load(std::memory_order_relaxed));
+}
 
 WeightStream tuneWeightStream(ThreadPool& pool, const Matrix& w) {
   if (forcedStream()) return *forcedStream();
@@ -72,12 +99,22 @@ WeightStream tuneWeightStream(ThreadPool& pool, const Matrix& w) {
     }
   }
   const WeightStream faster = best[1] < best[0] ? WeightStream::kTwoRows : WeightStream::kOneRow;
-  setWeightStream(faster);
+  record(w.cols, faster);
   return faster;
 }
 
+void tuneWeightStreams(ThreadPool& pool, const std::vector<Matrix>& matrices) {
+  std::map<int, const Matrix*> largest;  // per column count, the matrix with the most rows
+  for (const Matrix& m : matrices) {
+    if (!m.data || m.rows == 0 || m.cols == 0) continue;
+    const Matrix*& best = largest[m.cols];
+    if (!best || m.rows > best->rows) best = &m;
+  }
+  for (const auto& [cols, m] : largest) tuneWeightStream(pool, *m);
+}
+
 void matmul(ThreadPool& pool, const float* x, int m, const Matrix& w, const float* bias, float* y) {
-  matmul(pool, x, m, w, bias, y, weightStream());
+  matmul(pool, x, m, w, bias, y, weightStream(w.cols));
 }
 
 void matmul(ThreadPool& pool, const float* x, int m, const Matrix& w, const float* bias, float* y, WeightStream stream) {
