@@ -28,7 +28,6 @@ void matmulReference(const float* x, int m, const Matrix& w, const float* bias, 
   }
 }
 
-
 namespace {
 
 WeightStream parseStream(const char* name) {
@@ -48,13 +47,14 @@ const WeightStream* forcedStream() {
 }
 
 // The tuned orders: one per column count (x's length decides how much of L1 x takes), and the
-// last tuned one for column counts never tuned. Written at load, read by every matmul.
+// last tuned one for column counts never tuned (or past the slots). Written at load, read by
+// every matmul without a lock.
 struct TunedOrders {
-  static constexpr int kSlots = 16;
-  std::atomic<int> cols[kSlots] = {};  // 0: empty
+  static constexpr int kSlots = 16;  // a model has a handful of column counts
+  std::atomic<int> cols[kSlots] = {};
   std::atomic<int> order[kSlots] = {};
-  std::atomic<int> fallback{static_cast<int>(WeightStream::kOneRow)};
   std::atomic<int> used{0};
+  std::atomic<int> fallback{static_cast<int>(WeightStream::kOneRow)};
 };
 
 TunedOrders& tuned() {
@@ -64,13 +64,14 @@ TunedOrders& tuned() {
 
 void record(int cols, WeightStream s) {
   TunedOrders& t = tuned();
+  t.fallback.store(static_cast<int>(s));
+  const int used = t.used.load();
   int slot = 0;
-  const int used = std::min(t.used.load(), TunedOrders::kSlots);
   while (slot < used && t.cols[slot].load() != cols) ++slot;
-  if (slot == used) slot = t.used.fetch_add(1) % TunedOrders::kSlots;  // full: reuse a slot
+  if (slot == TunedOrders::kSlots) return;  // full: the fallback serves it
   t.order[slot].store(static_cast<int>(s));
   t.cols[slot].store(cols);
-  t.fallback.store(static_cast<int>(s));
+  if (slot == used) t.used.store(used + 1);  // published after its entry
 }
 
 }  // namespace
@@ -80,7 +81,7 @@ const char* weightStreamName(WeightStream s) { return s == WeightStream::kTwoRow
 WeightStream weightStream(int cols) {
   if (forcedStream()) return *forcedStream();
   const TunedOrders& t = tuned();
-  const int used = std::min(t.used.load(std::memory_order_relaxed), TunedOrders::kSlots);
+  const int used = t.used.load();
   for (int slot = 0; slot < used; ++slot)
     if (t.cols[slot].load(std::memory_order_relaxed) == cols) return static_cast<WeightStream>(t.order[slot].load(std::memory_order_relaxed));
   return static_cast<WeightStream>(t.fallback.load(std::memory_order_relaxed));

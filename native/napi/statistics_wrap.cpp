@@ -55,6 +55,7 @@ std::vector<StatRequest> requestsArg(const Napi::CallbackInfo& info, size_t inde
 void StatisticsWrap::requireUsable(Napi::Env env, const char* what) const {
   if (failed_) throw Napi::Error::New(env, std::string(what) + ": a calibrate pass of these statistics failed, so they are partial; start a new session");
   if (!collector_) throw Napi::Error::New(env, std::string(what) + ": these statistics were taken already");
+  if (running_) throw Napi::Error::New(env, std::string(what) + ": a calibrate pass of these statistics is still running; await it first");
 }
 
 Napi::Function StatisticsWrap::defineClass(Napi::Env env) {
@@ -85,7 +86,6 @@ StatisticsWrap::StatisticsWrap(const Napi::CallbackInfo& info) : Napi::ObjectWra
 // the session; by default it runs up to the last layer any request observes.
 Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
   requireUsable(info.Env(), "calibrate");
-  if (running_) throw Napi::Error::New(info.Env(), "calibrate: a calibrate pass of these statistics is still running; await it first");
   EngineWrap* engine = EngineWrap::Unwrap(engine_.Value());
   engine->requireIdle(info.Env(), "calibrate");
   StepInput input = stepInputArg(info, 0, false);
@@ -106,7 +106,6 @@ Napi::Value StatisticsWrap::calibrate(const Napi::CallbackInfo& info) {
 // take() -> [{rows, columns, data: Float64Array}] in request order; ends the session.
 Napi::Value StatisticsWrap::take(const Napi::CallbackInfo& info) {
   requireUsable(info.Env(), "take");
-  if (running_) throw Napi::Error::New(info.Env(), "take: a calibrate pass of these statistics is still running; await it first");
   Napi::Array out = Napi::Array::New(info.Env());
   uint32_t i = 0;
   for (StatResult& r : collector_->results()) {

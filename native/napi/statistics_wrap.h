@@ -31,7 +31,7 @@ class StatisticsWrap : public Napi::ObjectWrap<StatisticsWrap> {
   }
 
  private:
-  void requireUsable(Napi::Env env, const char* what) const;  // throws once taken or failed
+  void requireUsable(Napi::Env env, const char* what) const;  // throws once taken or failed, or while a pass runs
   Napi::Value calibrate(const Napi::CallbackInfo& info);
   Napi::Value take(const Napi::CallbackInfo& info);
 
