@@ -41,6 +41,18 @@ inline float vhsum(Vec v) {  // fixed tree: halves, then quarters, ...
   return _mm_cvtss_f32(s);
 }
 inline float vhmax(Vec v) { return _mm512_reduce_max_ps(v); }
+#define MLA_VEC_HSUM4 1
+// out[i] = vhsum(v[i]) for i < 4: the same additions of the same pairs (so the same bits), four
+// sums side by side in each instruction instead of one (14 instructions instead of 32).
+inline void vhsum4(const Vec* v, float* out) {
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  // Quarter i of s: vector i's 16 lanes folded to 4 (its low 8 + high 8, then low 4 + high 4).
+  __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(3, 2, 3, 2)));  // lanes 0, 1 of a quarter: s0 + s2, s1 + s3
+  s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(1, 1, 1, 1)));  // lane 0: (s0 + s2) + (s1 + s3)
+  _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s)));
+}
 // exp(x): x = n ln2 + r, exp(r) by a degree-6 polynomial; relative error ~2e-7. Below e^-87 (the
 // smallest normal float) the result is 0: subnormals cost microcode assists in every sum they
 // reach, and a masked logit (-inf) must weigh exactly 0.
@@ -116,6 +128,13 @@ inline float vhsum(Vec v) { return v; }
 inline float vhmax(Vec v) { return v; }
 inline Vec vexp(Vec x) { return x < -87.0f ? 0.0f : std::exp(x); }
 #endif
+
+#ifndef MLA_VEC_HSUM4
+inline void vhsum4(const Vec* v, float* out) {  // out[i] = vhsum(v[i]), i < 4
+  for (int i = 0; i < 4; ++i) out[i] = vhsum(v[i]);
+}
+#endif
+#undef MLA_VEC_HSUM4
 
 // One value of a row as a float (the scalar tails).
 inline float scalarOf(float v) { return v; }

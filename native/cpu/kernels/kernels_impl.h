@@ -73,6 +73,19 @@ void forEachDynamic(ThreadPool& pool, int n, Fn fn) {
   });
 }
 
+// Prefetches a cache block into L2 in `shares` even parts, the next part at each step().
+struct BlockPrefetch {
+  const char* base = nullptr;
+  size_t lines = 0;
+  int shares = 1, done = 0;
+  void step() {
+    if (!base || done >= shares) return;
+    const size_t end = lines * static_cast<size_t>(done + 1) / static_cast<size_t>(shares);
+    for (size_t line = lines * static_cast<size_t>(done) / static_cast<size_t>(shares); line < end; ++line) __builtin_prefetch(base + 64 * line, 0, 2);
+    ++done;
+  }
+};
+
 class Attention {
  public:
   Attention(const PagedLayer& cache, const HeadLayout& layout, const std::vector<PagedQuery>& queries, const float* q)
@@ -137,12 +150,20 @@ class Attention {
     std::vector<int> rowOf(static_cast<size_t>(groupRows));  // group row -> tile row
 
     const int tileFirst = firstPos(query, item.tok0), tileLast = lastPos(query, item.tok1 - 1);
+    const size_t blockLines = static_cast<size_t>(bs) * E * sizeof(T) / 64;
+    BlockPrefetch first{reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[item.block0])), blockLines, 1};
+    first.step();  // the first block all at once (nothing to overlap it with), in memory order
     for (int b = item.block0; b < item.block1; ++b) {
       const int pos0 = b * bs;
       const int t0 = std::max(0, tileFirst - pos0), t1 = std::min(bs, tileLast + 1 - pos0);  // never past the last written entry
       if (t1 <= t0) continue;
       const int n = t1 - t0;
       const T* entries = cache_.blockData<T>(query.blockTable[b]);
+      // The next block into L2 while this one is worked on, a share at each step of the scores:
+      // the groups read a block in strides (a group's key and value of every entry), which the
+      // hardware's prefetchers do not follow.
+      BlockPrefetch ahead;
+      if (b + 1 < item.block1) ahead = {reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[b + 1])), blockLines, groups * ((n + 3) / 4)};
       for (int g = 0; g < groups; ++g) {
         for (int t = 0; t < n; ++t) {
           const T* e = entries + static_cast<size_t>(t0 + t) * E + static_cast<size_t>(g) * lay.kvStride;
@@ -158,7 +179,7 @@ class Attention {
             coefRows[static_cast<size_t>(gr)] = scores.data() + static_cast<size_t>(gr) * bs;
           }
         }
-        blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs);
+        blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs, ahead);
         for (int gr = 0; gr < groupRows; ++gr) {
           const int r = rowOf[static_cast<size_t>(gr)], token = item.tok0 + gr / hpk;
           const int last = lastPos(query, token), first = firstPos(query, token);
@@ -183,7 +204,7 @@ class Attention {
           }
         }
         int gr = 0;
-        for (; gr + 3 <= groupRows; gr += 3) axpyTile<3>(&coefRows[static_cast<size_t>(gr)], values.data(), n, &accRows[static_cast<size_t>(gr)], lay.dv);
+        for (; gr + kAxpyTile <= groupRows; gr += kAxpyTile) axpyTile<kAxpyTile>(&coefRows[static_cast<size_t>(gr)], values.data(), n, &accRows[static_cast<size_t>(gr)], lay.dv);
         for (; gr < groupRows; ++gr) axpyTile<1>(&coefRows[static_cast<size_t>(gr)], values.data(), n, &accRows[static_cast<size_t>(gr)], lay.dv);
       }
     }
@@ -191,8 +212,9 @@ class Attention {
 
   // scores[r][t] = q[r] · k[t] · scale for r < rows, t < n (row stride `stride`).
   template <typename T>
-  void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride) const {
+  void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
     for (int t = 0; t < n; t += 4) {
+      ahead.step();
       const int count = std::min(4, n - t);
       const T* kt[4];
       for (int c = 0; c < 4; ++c) kt[c] = k[std::min(t + c, n - 1)];
@@ -205,11 +227,19 @@ class Attention {
         dotTile<kRowTile>(q + r, kt, layout_.dk, s);
         for (int a = 0; a < kRowTile; ++a) store(r + a, s[a]);
       }
-      for (; r < rows; ++r) {
-        float s[1][4];
-        dotTile<1>(q + r, kt, layout_.dk, s);
-        store(r, s[0]);
-      }
+      tailScores<kRowTile - 1>(q + r, rows - r, kt, [&](int a, const float* v) { store(r + a, v); });
+    }
+  }
+
+  // The last rows (fewer than kRowTile) against the same 4 keys in one dotTile, so each key chunk
+  // is widened once for all of them: a decode token's heads of one KV group (often 4) are all rows.
+  template <int MR, typename T, typename Store>
+  void tailScores(const float* const* q, int rows, const T* const* kt, Store store) const {
+    if constexpr (MR > 0) {
+      if (rows < MR) return tailScores<MR - 1>(q, rows, kt, store);
+      float s[MR][4];
+      dotTile<MR>(q, kt, layout_.dk, s);
+      for (int a = 0; a < MR; ++a) store(a, s[a]);
     }
   }
 
