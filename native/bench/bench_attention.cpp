@@ -1,8 +1,9 @@
 // CPU attention over the paged cache at decode (batch 1 and 8, one new token each) and prefill
-// shapes: ms per layer and the cache bytes read per second, for a 1 B Llama's GQA layout (32
-// query heads, 8 KV heads of 64) and an absorbed MLA layout (32 heads against a 512 + 64 latent).
-// (MLA prefill runs the expanded form, ordinary multi-head attention: the GQA prefill row shows
-// that loop.) The cache spans 16 layers (well past L3), read one layer after the other as a forward pass does.
+// (512 new tokens) shapes: ms per layer and the cache bytes read per second, for a 1 B Llama's GQA
+// layout (32 query heads, 8 KV heads of 64) and an absorbed MLA layout (32 heads against a
+// 512 + 64 latent; decode only: MLA prefills in the expanded form, ordinary multi-head attention,
+// the loop the GQA prefill rows time). The cache spans 16 layers (well past L3), read one layer
+// after the other as a forward pass does.
 //   bench_attention [threads] [decode]   (decode: the one-new-token rows only)
 #include <chrono>
 #include <cstdio>
@@ -71,8 +72,8 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     for (int context : {512, 4096}) {
       for (auto [batch, fresh] : {std::pair{1, 1}, std::pair{8, 1}, std::pair{1, 512}}) {
-        if (fresh > 1 && (decodeOnly || c.layout.headsPerKv == c.layout.numHeads)) continue;  // MLA prefills in the expanded form: GQA's rows
-
+        const bool absorbedMla = c.layout.headsPerKv == c.layout.numHeads;
+        if (fresh > 1 && (decodeOnly || absorbedMla)) continue;
         const double s = run(pool, c, context, batch, fresh);
         const double bytes = 2.0 * batch * context * c.entry;
         std::printf("%-15s | %7d | %5d | %3d | %8.3f | %6.1f\n", c.name, context, batch, fresh, s * 1e3, bytes / s / 1e9);

@@ -53,8 +53,8 @@ constexpr size_t kStreamAheadBytes = 8192;
 // row at a time (one sequential stream per thread, prefetched kStreamAheadBytes ahead: 38-40 GB/s
 // on an LM head where 4 interleaved rows read 23-34); on a Xeon two rows with each pair
 // prefetching the pair after it (22-28 GB/s against 14-17 one row at a time, measured before one
-// row prefetched ahead). The pair after r = 0 is the tile's rows 2 and 3; after r = 2 the next tile's rows 0 and 1
-// (one past row 3: tiles are consecutive rows).
+// row prefetched ahead). The pair after r = 0 is the tile's rows 2 and 3; after r = 2 the next
+// tile's rows 0 and 1 (one past row 3: tiles are consecutive rows).
 template <int MR, int kRows, typename T>
 inline void dotRows(const float* const* x, const T* const* w, int k, float out[][4]) {
   static_assert(kRows == 1 || kRows == 2, "one or two rows at a time");

@@ -43,7 +43,7 @@ inline float vhsum(Vec v) {  // fixed tree: halves, then quarters, ...
 inline float vhmax(Vec v) { return _mm512_reduce_max_ps(v); }
 #define MLA_VEC_HSUM4 1
 // out[i] = vhsum(v[i]) for i < 4: the same additions of the same pairs (so the same bits), four
-// sums side by side in each instruction instead of one (14 instructions instead of 32).
+// sums side by side in each instruction instead of one (15 instructions instead of 32).
 inline void vhsum4(const Vec* v, float* out) {
   const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(3, 2, 3, 2)));
   const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(3, 2, 3, 2)));

@@ -151,8 +151,8 @@ class Attention {
 
     const int tileFirst = firstPos(query, item.tok0), tileLast = lastPos(query, item.tok1 - 1);
     const size_t blockLines = static_cast<size_t>(bs) * E * sizeof(T) / 64;
-    BlockPrefetch first{reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[item.block0])), blockLines, 1};
-    first.step();  // the first block all at once (nothing to overlap it with), in memory order
+    BlockPrefetch firstBlock{reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[item.block0])), blockLines, 1};
+    firstBlock.step();  // all at once (nothing to overlap it with), in memory order
     for (int b = item.block0; b < item.block1; ++b) {
       const int pos0 = b * bs;
       const int t0 = std::max(0, tileFirst - pos0), t1 = std::min(bs, tileLast + 1 - pos0);  // never past the last written entry
