@@ -4,7 +4,8 @@
 // 512 + 64 latent; decode only: MLA prefills in the expanded form, ordinary multi-head attention,
 // the loop the GQA prefill rows time). The cache spans 16 layers (well past L3), read one layer
 // after the other as a forward pass does.
-//   bench_attention [threads] [decode]   (decode: the one-new-token rows only)
+//   bench_attention [threads] [decode|all] [gqa|mla]   (decode: the one-new-token rows only; a
+//   case name: that layout only)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +62,7 @@ double run(mla::ThreadPool& pool, const Case& c, int context, int batch, int new
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
   const bool decodeOnly = argc > 2 && std::string(argv[2]) == "decode";
+  const std::string only = argc > 3 ? argv[3] : "";
   mla::ThreadPool pool(threads);
   mla::cpu::HeadLayout gqa;
   gqa.numHeads = 32, gqa.headsPerKv = 4, gqa.kBase = 0, gqa.vBase = 8 * 64, gqa.kvStride = 64, gqa.dk = gqa.dv = 64, gqa.scale = 0.125f;
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
   std::printf("threads %d, %s kernels, bf16 cache\ncase            | context | batch | new | ms/layer | cache GB/s\n", pool.numThreads(),
               mla::cpu::isaName(mla::cpu::activeIsa()));
   for (const Case& c : cases) {
+    if (!only.empty() && std::string(c.name).rfind(only, 0) != 0) continue;
     for (int context : {512, 4096}) {
       for (auto [batch, fresh] : {std::pair{1, 1}, std::pair{8, 1}, std::pair{1, 512}}) {
         const bool absorbedMla = c.layout.headsPerKv == c.layout.numHeads;

@@ -14,31 +14,44 @@ namespace mla::cpu::MLA_KERNEL_NS {
 // (MR × 4 accumulators + MR x vectors + one w vector: 16 of AVX2's 16, 26 of AVX-512's 32).
 constexpr int kRowTile = kLanes >= 16 ? 5 : 3;
 
-// out[a][r] = x[a] · w[r] over k values, for a < MR, r < 4. Every (a, r) sums lane-wise over k in
-// steps of kLanes, then a fixed horizontal sum, then the scalar tail. Each weight chunk is widened
-// once and used MR times.
-template <int MR, typename T>
-inline void dotTile(const float* const* x, const T* const* w, int k, float out[][4]) {
+// out[a][r] = x[a] · w[r] over k values, for a < MR, r < NK. Every (a, r) sums lane-wise over k
+// in steps of kLanes, then a fixed horizontal sum, then the scalar tail, so neither MR nor NK
+// changes a value. Each weight chunk is widened once and used MR times.
+template <int MR, int NK = 4, typename T>
+inline void dotTile(const float* const* x, const T* const* w, int k, float out[][NK]) {
   int i = 0;
-  Vec acc[MR][4];
-  for (int a = 0; a < MR; ++a)
-    for (int r = 0; r < 4; ++r) acc[a][r] = vzero();
+  Vec acc[MR * NK];  // (a, r) at a * NK + r
+  for (int c = 0; c < MR * NK; ++c) acc[c] = vzero();
   for (; i + kLanes <= k; i += kLanes) {
     Vec xv[MR];
     for (int a = 0; a < MR; ++a) xv[a] = vload(x[a] + i);
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < NK; ++r) {
       const Vec wv = vload(w[r] + i);
-      for (int a = 0; a < MR; ++a) acc[a][r] = vfma(xv[a], wv, acc[a][r]);
+      for (int a = 0; a < MR; ++a) acc[a * NK + r] = vfma(xv[a], wv, acc[a * NK + r]);
     }
   }
-  for (int a = 0; a < MR; ++a) vhsum4(acc[a], out[a]);
+  float sums[MR * NK];
+  int c = 0;
+  for (; c + 4 <= MR * NK; c += 4) vhsum4(acc + c, sums + c);
+  for (; c < MR * NK; ++c) sums[c] = vhsum(acc[c]);
+  for (int a = 0; a < MR; ++a)
+    for (int r = 0; r < NK; ++r) out[a][r] = sums[a * NK + r];
   for (; i < k; ++i) {
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < NK; ++r) {
       const float wv = scalarOf(w[r][i]);
       for (int a = 0; a < MR; ++a) out[a][r] = std::fma(x[a][i], wv, out[a][r]);  // fma: never left to contraction
     }
   }
 }
+
+// Attention's score tile for a few rows (a decode token's heads of one KV group): rows x keys per
+// dotTile call. AVX-512: 5 x 4, as matmul. AVX2: 4 x 2 (8 accumulators, 4 q and a key: 13 of 16
+// registers), so 4 heads share each key's widening in one call; at 3 x 4 they took a 3-row and a
+// 1-row call, widening every key twice (the widening competes with the FMAs for Zen 3's vector
+// pipes). Many rows (MLA's 32 heads) keep kRowTile x 4: their q outgrows L1 and is read again at
+// every step of keys, so fewer steps read less of L2.
+constexpr int kScoreRows = kLanes >= 16 ? 5 : 4;
+constexpr int kScoreKeys = kLanes >= 16 ? 4 : 2;
 
 // How far ahead of its reads one row at a time prefetches its own stream (rows are consecutive in
 // memory, so the line that far ahead is the one it reads next), into L2 only. Where x no longer
@@ -93,34 +106,42 @@ inline void dotRows(const float* const* x, const T* const* w, int k, float out[]
   }
 }
 
-// Rows per axpyTile call in attention's P·V: MR × 4 accumulators + 4 b vectors + a coefficient
-// (21 of AVX-512's 32 registers at 4; 17 of AVX2's 16 at 3, one spilled).
-constexpr int kAxpyTile = kLanes >= 16 ? 4 : 3;
+// out[0..n) = row[0..n) as floats (bf16 widened exactly).
+inline void widenRow(const uint16_t* row, float* out, int n) {
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) vstore(out + i, vload(row + i));
+  for (; i < n; ++i) out[i] = scalarOf(row[i]);
+}
+
+// Rows per axpyTile call in attention's P·V, and registers of columns per pass: MR × C
+// accumulators + C b vectors + a coefficient, within the register file (AVX-512: 4 x 4, 21 of 32;
+// AVX2: 4 x 2, 11 of 16 — at 3 x 4, 17 registers, one accumulator lived in memory and every
+// step waited on its store and reload: 24% of the MLA decode's time on Zen 3).
+constexpr int kAxpyTile = 4;
+constexpr int kAxpyCols = kLanes >= 16 ? 4 : 2;
 
 // y[a][0..n) += Σ_t coef[a][t] · b[t][0..n) for a < MR, t < count, summed over t in order.
 // b[t] is a row of at least n values (float, or bf16 widened as it is read); coef[a] has `count`
 // weights; y[a] n floats.
 template <int MR, typename T>
 inline void axpyTile(const float* const* coef, const T* const* b, int count, float* const* y, int n) {
-  constexpr int W = 4 * kLanes;  // columns per pass: 4 registers a row
+  constexpr int C = kAxpyCols, W = C * kLanes;  // columns per pass
   int j = 0;
   for (; j + W <= n; j += W) {
-    Vec acc[MR][4];
+    Vec acc[MR][C];
     for (int a = 0; a < MR; ++a)
-      for (int v = 0; v < 4; ++v) acc[a][v] = vload(y[a] + j + kLanes * v);
+      for (int v = 0; v < C; ++v) acc[a][v] = vload(y[a] + j + kLanes * v);
     for (int t = 0; t < count; ++t) {
       const T* bt = b[t] + j;
-      const Vec b0 = vload(bt), b1 = vload(bt + kLanes), b2 = vload(bt + 2 * kLanes), b3 = vload(bt + 3 * kLanes);
+      Vec bv[C];
+      for (int v = 0; v < C; ++v) bv[v] = vload(bt + kLanes * v);
       for (int a = 0; a < MR; ++a) {
         const Vec c = vset1(coef[a][t]);
-        acc[a][0] = vfma(c, b0, acc[a][0]);
-        acc[a][1] = vfma(c, b1, acc[a][1]);
-        acc[a][2] = vfma(c, b2, acc[a][2]);
-        acc[a][3] = vfma(c, b3, acc[a][3]);
+        for (int v = 0; v < C; ++v) acc[a][v] = vfma(c, bv[v], acc[a][v]);
       }
     }
     for (int a = 0; a < MR; ++a)
-      for (int v = 0; v < 4; ++v) vstore(y[a] + j + kLanes * v, acc[a][v]);
+      for (int v = 0; v < C; ++v) vstore(y[a] + j + kLanes * v, acc[a][v]);
   }
   for (; j + kLanes <= n; j += kLanes) {
     Vec acc[MR];

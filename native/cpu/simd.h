@@ -30,6 +30,14 @@ inline void axpy(float alpha, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// x *= alpha
+inline void scale(float* x, float alpha, int n) {
+  int i = 0;
+  const Vec va = vset1(alpha);
+  for (; i + kLanes <= n; i += kLanes) vstore(x + i, vmul(vload(x + i), va));
+  for (; i < n; ++i) x[i] *= alpha;
+}
+
 inline float maxOf(const float* x, int n) {
   int i = 0;
   Vec vm = vset1(-INFINITY);

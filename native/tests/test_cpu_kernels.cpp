@@ -225,7 +225,7 @@ TEST(gqa_attention_matches_reference) {
   for (auto [window, dtype] : {std::pair{0, DType::kF32}, {5, DType::kF32}, {0, DType::kBF16}, {37, DType::kBF16}}) {
     c.slidingWindow = window;
     // Query rows per KV head (2 per token here): 2, 4, 6, 16, 18 and 32 cover every tail of the
-    // score and P·V tiles (kRowTile 5 or 3, kAxpyTile 4 or 3).
+    // score and P·V tiles (kScoreRows 5, kAxpyTile 4; the MLA test below has the odd tails of 4).
     PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 2, 1, 40}, dtype, D == 16 ? 4 : 32);
     auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * D);
     std::vector<float> out(q.size());

@@ -51,6 +51,7 @@ void matmulRows(const float* x, int m, const Matrix& w, const float* bias, float
 constexpr int kTileTokens = 16;  // query tokens of one work item
 constexpr int kChunkBlocks = 8;  // a one-tile query's context is split into chunks of this many blocks
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+constexpr int kWidenRows = 8;  // a bf16 block read by this many rows of a group or more is widened once
 
 // A tile of one query's tokens against a range of cache blocks. Its state: m [rows], l [rows],
 // acc [rows][dv] with rows = tile tokens × heads (row (i, h) = i * heads + h).
@@ -142,9 +143,17 @@ class Attention {
     std::fill(l, l + rows, 0.0f);
     std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
 
+    // A bf16 block that many rows read (MLA's heads, a prefill tile's tokens) is widened to fp32
+    // once per group, not once per row tile; values inside the key's span (MLA: c_kv) are read
+    // from the widened keys.
+    const bool widen = std::is_same_v<T, uint16_t> && groupRows >= kWidenRows;
+    const bool valuesInKeys = lay.vBase >= lay.kBase && lay.vBase + lay.dv <= lay.kBase + lay.dk;
+    std::vector<float> wideKeys(widen ? static_cast<size_t>(bs) * lay.dk : 0), wideValues(widen && !valuesInKeys ? static_cast<size_t>(bs) * lay.dv : 0);
+
     std::vector<float> scores(static_cast<size_t>(groupRows) * bs);
     std::vector<const float*> qRows(static_cast<size_t>(groupRows));
     std::vector<const T*> keys(static_cast<size_t>(bs)), values(static_cast<size_t>(bs));
+    std::vector<const float*> wideKeyRows(widen ? bs : 0), wideValueRows(widen ? bs : 0);
     std::vector<const float*> coefRows(static_cast<size_t>(groupRows));
     std::vector<float*> accRows(static_cast<size_t>(groupRows));
     std::vector<int> rowOf(static_cast<size_t>(groupRows));  // group row -> tile row
@@ -163,7 +172,7 @@ class Attention {
       // the groups read a block in strides (a group's key and value of every entry), which the
       // hardware's prefetchers do not follow.
       BlockPrefetch ahead;
-      if (b + 1 < item.block1) ahead = {reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[b + 1])), blockLines, groups * ((n + 3) / 4)};
+      if (b + 1 < item.block1) ahead = {reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[b + 1])), blockLines, groups * ((n + 3) / 4)};  // a share per 4 keys
       for (int g = 0; g < groups; ++g) {
         for (int t = 0; t < n; ++t) {
           const T* e = entries + static_cast<size_t>(t0 + t) * E + static_cast<size_t>(g) * lay.kvStride;
@@ -179,15 +188,28 @@ class Attention {
             coefRows[static_cast<size_t>(gr)] = scores.data() + static_cast<size_t>(gr) * bs;
           }
         }
-        blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs, ahead);
+        if constexpr (std::is_same_v<T, uint16_t>) {
+          if (widen) {
+            for (int t = 0; t < n; ++t) {
+              float* k = wideKeys.data() + static_cast<size_t>(t) * lay.dk;
+              widenRow(keys[static_cast<size_t>(t)], k, lay.dk);
+              wideKeyRows[static_cast<size_t>(t)] = k;
+              float* v = valuesInKeys ? k + (lay.vBase - lay.kBase) : wideValues.data() + static_cast<size_t>(t) * lay.dv;
+              if (!valuesInKeys) widenRow(values[static_cast<size_t>(t)], v, lay.dv);
+              wideValueRows[static_cast<size_t>(t)] = v;
+            }
+          }
+        }
+        if (widen) blockScores(qRows.data(), groupRows, wideKeyRows.data(), n, scores.data(), bs, ahead);
+        else blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs, ahead);
         for (int gr = 0; gr < groupRows; ++gr) {
           const int r = rowOf[static_cast<size_t>(gr)], token = item.tok0 + gr / hpk;
           const int last = lastPos(query, token), first = firstPos(query, token);
           float* s = scores.data() + static_cast<size_t>(gr) * bs;
-          for (int t = 0; t < n; ++t) {
-            const int pos = pos0 + t0 + t;
-            if (pos > last || pos < first) s[t] = kMinusInf;
-          }
+          simd::scale(s, lay.scale, n);
+          const int visible0 = std::clamp(first - (pos0 + t0), 0, n), visible1 = std::clamp(last + 1 - (pos0 + t0), visible0, n);
+          std::fill(s, s + visible0, kMinusInf);  // positions before the window, and after the row's own
+          std::fill(s + visible1, s + n, kMinusInf);
           const float blockMax = simd::maxOf(s, n);
           if (blockMax == kMinusInf) {  // nothing of this block is visible to the row
             std::fill(s, s + n, 0.0f);
@@ -203,42 +225,58 @@ class Attention {
             for (int d = 0; d < lay.dv; ++d) a[d] *= alpha;
           }
         }
-        int gr = 0;
-        for (; gr + kAxpyTile <= groupRows; gr += kAxpyTile) axpyTile<kAxpyTile>(&coefRows[static_cast<size_t>(gr)], values.data(), n, &accRows[static_cast<size_t>(gr)], lay.dv);
-        for (; gr < groupRows; ++gr) axpyTile<1>(&coefRows[static_cast<size_t>(gr)], values.data(), n, &accRows[static_cast<size_t>(gr)], lay.dv);
+        if (widen) blockValues(coefRows.data(), groupRows, wideValueRows.data(), n, accRows.data());
+        else blockValues(coefRows.data(), groupRows, values.data(), n, accRows.data());
       }
     }
   }
 
-  // scores[r][t] = q[r] · k[t] · scale for r < rows, t < n (row stride `stride`).
+  // acc[r] += Σ_t coef[r][t] · v[t] for r < rows, t < n.
+  template <typename T>
+  void blockValues(const float* const* coef, int rows, const T* const* v, int n, float* const* acc) const {
+    int r = 0;
+    for (; r + kAxpyTile <= rows; r += kAxpyTile) axpyTile<kAxpyTile>(coef + r, v, n, acc + r, layout_.dv);
+    for (; r < rows; ++r) axpyTile<1>(coef + r, v, n, acc + r, layout_.dv);
+  }
+
+  // scores[r][t] = q[r] · k[t] for r < rows, t < n (row stride `stride`), in tiles of MR rows x NK
+  // keys (microkernels.h: kScoreRows for a few rows, kRowTile for many).
   template <typename T>
   void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
-    for (int t = 0; t < n; t += 4) {
-      ahead.step();
-      const int count = std::min(4, n - t);
-      const T* kt[4];
-      for (int c = 0; c < 4; ++c) kt[c] = k[std::min(t + c, n - 1)];
-      auto store = [&](int r, const float* v) {
-        for (int c = 0; c < count; ++c) scores[static_cast<size_t>(r) * stride + t + c] = v[c] * layout_.scale;
+    if (rows >= kWidenRows) blockScoresOf<kRowTile, 4>(q, rows, k, n, scores, stride, ahead);
+    else blockScoresOf<kScoreRows, kScoreKeys>(q, rows, k, n, scores, stride, ahead);
+  }
+
+  template <int MR, int NK, typename T>
+  void blockScoresOf(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
+    for (int t = 0; t < n; t += NK) {
+      if (t % 4 == 0) ahead.step();
+      const int count = std::min(NK, n - t);
+      const T* kt[NK];
+      for (int c = 0; c < NK; ++c) kt[c] = k[std::min(t + c, n - 1)];
+      auto store = [&](int r, const float* v) {  // unscaled: the row's softmax pass scales
+        float* dst = scores + static_cast<size_t>(r) * stride + t;
+        if (count == NK) std::memcpy(dst, v, sizeof(float) * NK);
+        else std::copy_n(v, count, dst);
       };
       int r = 0;
-      for (; r + kRowTile <= rows; r += kRowTile) {
-        float s[kRowTile][4];
-        dotTile<kRowTile>(q + r, kt, layout_.dk, s);
-        for (int a = 0; a < kRowTile; ++a) store(r + a, s[a]);
+      for (; r + MR <= rows; r += MR) {
+        float s[MR][NK];
+        dotTile<MR, NK>(q + r, kt, layout_.dk, s);
+        for (int a = 0; a < MR; ++a) store(r + a, s[a]);
       }
-      tailScores<kRowTile - 1>(q + r, rows - r, kt, [&](int a, const float* v) { store(r + a, v); });
+      tailScores<MR - 1, NK>(q + r, rows - r, kt, [&](int a, const float* v) { store(r + a, v); });
     }
   }
 
-  // The last rows (fewer than kRowTile) against the same 4 keys in one dotTile, so each key chunk
-  // is widened once for all of them: a decode token's heads of one KV group (often 4) are all rows.
-  template <int MR, typename T, typename Store>
+  // The last rows (fewer than a tile's) against the same keys in one dotTile, so each key chunk
+  // is widened once for all of them.
+  template <int MR, int NK, typename T, typename Store>
   void tailScores(const float* const* q, int rows, const T* const* kt, Store store) const {
     if constexpr (MR > 0) {
-      if (rows < MR) return tailScores<MR - 1>(q, rows, kt, store);
-      float s[MR][4];
-      dotTile<MR>(q, kt, layout_.dk, s);
+      if (rows < MR) return tailScores<MR - 1, NK>(q, rows, kt, store);
+      float s[MR][NK];
+      dotTile<MR, NK>(q, kt, layout_.dk, s);
       for (int a = 0; a < MR; ++a) store(a, s[a]);
     }
   }
