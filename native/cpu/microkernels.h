@@ -106,13 +106,6 @@ inline void dotRows(const float* const* x, const T* const* w, int k, float out[]
   }
 }
 
-// out[0..n) = row[0..n) as floats (bf16 widened exactly).
-inline void widenRow(const uint16_t* row, float* out, int n) {
-  int i = 0;
-  for (; i + kLanes <= n; i += kLanes) vstore(out + i, vload(row + i));
-  for (; i < n; ++i) out[i] = scalarOf(row[i]);
-}
-
 // Rows per axpyTile call in attention's P·V, and registers of columns per pass: MR × C
 // accumulators + C b vectors + a coefficient, within the register file (AVX-512: 4 x 4, 21 of 32;
 // AVX2: 4 x 2, 11 of 16 — at 3 x 4, 17 registers, one accumulator lived in memory and every

@@ -51,7 +51,7 @@ void matmulRows(const float* x, int m, const Matrix& w, const float* bias, float
 constexpr int kTileTokens = 16;  // query tokens of one work item
 constexpr int kChunkBlocks = 8;  // a one-tile query's context is split into chunks of this many blocks
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-constexpr int kWidenRows = 8;  // a bf16 block read by this many rows of a group or more is widened once
+constexpr int kManyRows = 8;  // a group's rows from which scores take matmul's tile (microkernels.h)
 
 // A tile of one query's tokens against a range of cache blocks. Its state: m [rows], l [rows],
 // acc [rows][dv] with rows = tile tokens × heads (row (i, h) = i * heads + h).
@@ -143,17 +143,9 @@ class Attention {
     std::fill(l, l + rows, 0.0f);
     std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
 
-    // A bf16 block that many rows read (MLA's heads, a prefill tile's tokens) is widened to fp32
-    // once per group, not once per row tile; values inside the key's span (MLA: c_kv) are read
-    // from the widened keys.
-    const bool widen = std::is_same_v<T, uint16_t> && groupRows >= kWidenRows;
-    const bool valuesInKeys = lay.vBase >= lay.kBase && lay.vBase + lay.dv <= lay.kBase + lay.dk;
-    std::vector<float> wideKeys(widen ? static_cast<size_t>(bs) * lay.dk : 0), wideValues(widen && !valuesInKeys ? static_cast<size_t>(bs) * lay.dv : 0);
-
     std::vector<float> scores(static_cast<size_t>(groupRows) * bs);
     std::vector<const float*> qRows(static_cast<size_t>(groupRows));
     std::vector<const T*> keys(static_cast<size_t>(bs)), values(static_cast<size_t>(bs));
-    std::vector<const float*> wideKeyRows(widen ? bs : 0), wideValueRows(widen ? bs : 0);
     std::vector<const float*> coefRows(static_cast<size_t>(groupRows));
     std::vector<float*> accRows(static_cast<size_t>(groupRows));
     std::vector<int> rowOf(static_cast<size_t>(groupRows));  // group row -> tile row
@@ -188,20 +180,7 @@ class Attention {
             coefRows[static_cast<size_t>(gr)] = scores.data() + static_cast<size_t>(gr) * bs;
           }
         }
-        if constexpr (std::is_same_v<T, uint16_t>) {
-          if (widen) {
-            for (int t = 0; t < n; ++t) {
-              float* k = wideKeys.data() + static_cast<size_t>(t) * lay.dk;
-              widenRow(keys[static_cast<size_t>(t)], k, lay.dk);
-              wideKeyRows[static_cast<size_t>(t)] = k;
-              float* v = valuesInKeys ? k + (lay.vBase - lay.kBase) : wideValues.data() + static_cast<size_t>(t) * lay.dv;
-              if (!valuesInKeys) widenRow(values[static_cast<size_t>(t)], v, lay.dv);
-              wideValueRows[static_cast<size_t>(t)] = v;
-            }
-          }
-        }
-        if (widen) blockScores(qRows.data(), groupRows, wideKeyRows.data(), n, scores.data(), bs, ahead);
-        else blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs, ahead);
+        blockScores(qRows.data(), groupRows, keys.data(), n, scores.data(), bs, ahead);
         for (int gr = 0; gr < groupRows; ++gr) {
           const int r = rowOf[static_cast<size_t>(gr)], token = item.tok0 + gr / hpk;
           const int last = lastPos(query, token), first = firstPos(query, token);
@@ -225,8 +204,7 @@ class Attention {
             for (int d = 0; d < lay.dv; ++d) a[d] *= alpha;
           }
         }
-        if (widen) blockValues(coefRows.data(), groupRows, wideValueRows.data(), n, accRows.data());
-        else blockValues(coefRows.data(), groupRows, values.data(), n, accRows.data());
+        blockValues(coefRows.data(), groupRows, values.data(), n, accRows.data());
       }
     }
   }
@@ -243,7 +221,7 @@ class Attention {
   // keys (microkernels.h: kScoreRows for a few rows, kRowTile for many).
   template <typename T>
   void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
-    if (rows >= kWidenRows) blockScoresOf<kRowTile, 4>(q, rows, k, n, scores, stride, ahead);
+    if (rows >= kManyRows) blockScoresOf<kRowTile, 4>(q, rows, k, n, scores, stride, ahead);
     else blockScoresOf<kScoreRows, kScoreKeys>(q, rows, k, n, scores, stride, ahead);
   }
 
