@@ -1,7 +1,7 @@
 // The register-blocked inner loops that matmul and attention share, over cpu/vec.h's register.
-// dotTile: MR rows of x against 4 rows of w (dot products). axpyTile: MR output rows each gain a
+// dotTile: MR rows of x against NK rows of w (dot products). axpyTile: MR output rows each gain a
 // weighted sum of the same rows of b (the P·V and fold form). Each output element is reduced in
-// one fixed order whatever MR is, so how rows are grouped never changes a value.
+// one fixed order whatever MR and NK are, so how rows are grouped never changes a value.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -10,8 +10,9 @@
 
 namespace mla::cpu::MLA_KERNEL_NS {
 
-// Rows of x per dotTile call in matmul and attention: as many as the registers hold
-// (MR × 4 accumulators + MR x vectors + one w vector: 16 of AVX2's 16, 26 of AVX-512's 32).
+// Rows of x per dotTile call in matmul (and in attention from kManyRows rows): as many as the
+// registers hold (MR × 4 accumulators + MR x vectors + one w vector: 16 of AVX2's 16, 26 of
+// AVX-512's 32).
 constexpr int kRowTile = kLanes >= 16 ? 5 : 3;
 
 // out[a][r] = x[a] · w[r] over k values, for a < MR, r < NK. Every (a, r) sums lane-wise over k
@@ -52,6 +53,7 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
 // every step of keys, so fewer steps read less of L2.
 constexpr int kScoreRows = kLanes >= 16 ? 5 : 4;
 constexpr int kScoreKeys = kLanes >= 16 ? 4 : 2;
+constexpr int kManyRows = 8;  // a group's rows from which its scores take kRowTile x 4
 
 // How far ahead of its reads one row at a time prefetches its own stream (rows are consecutive in
 // memory, so the line that far ahead is the one it reads next), into L2 only. Where x no longer

@@ -102,7 +102,7 @@ inline float vhmax(Vec v) {
 }
 #define MLA_VEC_HSUM4 1
 // out[i] = vhsum(v[i]) for i < 4, the same additions of the same pairs as vhsum (so the same
-// bits), two or four sums side by side in each instruction (12 instructions instead of 24).
+// bits), two or four sums side by side in each instruction (15 instructions instead of 24).
 inline void vhsum4(const Vec* v, float* out) {
   // Halves folded: a = [v0 lo + v0 hi | v1 lo + v1 hi], b the same for v2, v3.
   const __m256 a = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));

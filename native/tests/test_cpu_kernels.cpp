@@ -212,7 +212,8 @@ static void softmaxInPlace(std::vector<double>& s) {
 }
 
 TEST(gqa_attention_matches_reference) {
-  // Head dims 16 (one AVX-512 register) and 80 (a 4-register pass, then single registers); blocks
+  // Head dims 16 (one AVX-512 register) and 80 (AVX-512: a 4-register pass, then single registers;
+  // AVX2: five 2-register passes, its single-register tail is the MLA test's); blocks
   // of 4 tokens (contexts split into chunks and merged) and of 32 (the softmax's vector exp).
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);
@@ -225,7 +226,8 @@ TEST(gqa_attention_matches_reference) {
   for (auto [window, dtype] : {std::pair{0, DType::kF32}, {5, DType::kF32}, {0, DType::kBF16}, {37, DType::kBF16}}) {
     c.slidingWindow = window;
     // Query rows per KV head (2 per token here): 2, 4, 6, 16, 18 and 32 cover every tail of the
-    // score and P·V tiles (kScoreRows 5, kAxpyTile 4; the MLA test below has the odd tails of 4).
+    // score and P·V tiles (kScoreRows 5 or 4 below 8 rows, kRowTile 5 or 3 from 8, kAxpyTile 4; the
+    // MLA test below has AVX2's odd tails).
     PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 2, 1, 40}, dtype, D == 16 ? 4 : 32);
     auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * D);
     std::vector<float> out(q.size());
@@ -262,7 +264,8 @@ TEST(gqa_attention_matches_reference) {
 
 TEST(mla_absorbed_and_expanded_match_reference) {
   // A tiny shape (all scalar tails), and one with 5 heads (AVX-512's 5-row tiles) and a latent of
-  // 72 + 8 (a 4-register pass, then single registers and a tail).
+  // 72 + 8 (AVX-512: a 4-register pass, then single registers and a tail; AVX2: 2-register
+  // passes, then one register and a tail).
   struct Shape { int H, N, R, V, L; };
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);

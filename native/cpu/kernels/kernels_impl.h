@@ -51,7 +51,7 @@ void matmulRows(const float* x, int m, const Matrix& w, const float* bias, float
 constexpr int kTileTokens = 16;  // query tokens of one work item
 constexpr int kChunkBlocks = 8;  // a one-tile query's context is split into chunks of this many blocks
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
-constexpr int kManyRows = 8;  // a group's rows from which scores take matmul's tile (microkernels.h)
+constexpr int kPrefetchKeys = 4;  // keys of the scores per share of the next block's prefetch
 
 // A tile of one query's tokens against a range of cache blocks. Its state: m [rows], l [rows],
 // acc [rows][dv] with rows = tile tokens × heads (row (i, h) = i * heads + h).
@@ -160,11 +160,11 @@ class Attention {
       if (t1 <= t0) continue;
       const int n = t1 - t0;
       const T* entries = cache_.blockData<T>(query.blockTable[b]);
-      // The next block into L2 while this one is worked on, a share at each step of the scores:
-      // the groups read a block in strides (a group's key and value of every entry), which the
-      // hardware's prefetchers do not follow.
+      // The next block into L2 while this one is worked on, a share per kPrefetchKeys keys of the
+      // scores: the groups read a block in strides (a group's key and value of every entry), which
+      // the hardware's prefetchers do not follow.
       BlockPrefetch ahead;
-      if (b + 1 < item.block1) ahead = {reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[b + 1])), blockLines, groups * ((n + 3) / 4)};  // a share per 4 keys
+      if (b + 1 < item.block1) ahead = {reinterpret_cast<const char*>(cache_.blockData<T>(query.blockTable[b + 1])), blockLines, groups * ((n + kPrefetchKeys - 1) / kPrefetchKeys)};
       for (int g = 0; g < groups; ++g) {
         for (int t = 0; t < n; ++t) {
           const T* e = entries + static_cast<size_t>(t0 + t) * E + static_cast<size_t>(g) * lay.kvStride;
@@ -221,21 +221,21 @@ class Attention {
   // keys (microkernels.h: kScoreRows for a few rows, kRowTile for many).
   template <typename T>
   void blockScores(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
-    if (rows >= kManyRows) blockScoresOf<kRowTile, 4>(q, rows, k, n, scores, stride, ahead);
+    if (rows >= kManyRows) blockScoresOf<kRowTile, 4>(q, rows, k, n, scores, stride, ahead);  // matmul's tile
     else blockScoresOf<kScoreRows, kScoreKeys>(q, rows, k, n, scores, stride, ahead);
   }
 
   template <int MR, int NK, typename T>
   void blockScoresOf(const float* const* q, int rows, const T* const* k, int n, float* scores, int stride, BlockPrefetch& ahead) const {
+    static_assert(kPrefetchKeys % NK == 0, "a prefetch share is a whole number of steps");
     for (int t = 0; t < n; t += NK) {
-      if (t % 4 == 0) ahead.step();
+      if (t % kPrefetchKeys == 0) ahead.step();
       const int count = std::min(NK, n - t);
       const T* kt[NK];
       for (int c = 0; c < NK; ++c) kt[c] = k[std::min(t + c, n - 1)];
       auto store = [&](int r, const float* v) {  // unscaled: the row's softmax pass scales
         float* dst = scores + static_cast<size_t>(r) * stride + t;
-        if (count == NK) std::memcpy(dst, v, sizeof(float) * NK);
-        else std::copy_n(v, count, dst);
+        std::copy_n(v, count, dst);
       };
       int r = 0;
       for (; r + MR <= rows; r += MR) {
