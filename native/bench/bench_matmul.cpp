@@ -1,9 +1,11 @@
 // The CPU matmul (BF16 weights) at a 1 B Llama's shapes: GFLOP/s for prefill-sized m and GB/s of
-// weights for decode-sized m, in each weight order (cpu/matmul.h).   bench_matmul [threads]
+// weights for decode-sized m, in each weight order (cpu/matmul.h).
+//   bench_matmul [threads] [NxK ...]   (shapes: weight rows x columns; default a 1 B Llama's)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -16,7 +18,16 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
   std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
-  const int shapes[][2] = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};  // the last: an LM head, 4x the L3 here
+  std::vector<std::pair<int, int>> shapes = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};  // the last: an LM head, 4x the L3 here
+  if (argc > 2) shapes.clear();
+  for (int a = 2; a < argc; ++a) {
+    int n = 0, k = 0;
+    if (std::sscanf(argv[a], "%dx%d", &n, &k) != 2 || n <= 0 || k <= 0) {
+      std::fprintf(stderr, "bench_matmul: shape '%s' is not NxK (e.g. 32000x2048)\n", argv[a]);
+      return 2;
+    }
+    shapes.emplace_back(n, k);
+  }
   for (auto [n, k] : shapes) {
     std::vector<uint16_t> w(static_cast<size_t>(n) * k);
     for (auto& v : w) v = mla::floatToBf16(normal(rng));

@@ -18,10 +18,10 @@ constexpr int kRowTile = kLanes >= 16 ? 5 : 3;
 // out[a][r] = x[a] · w[r] over k values, for a < MR, r < NK. Every (a, r) sums lane-wise over k
 // in steps of kLanes, then a fixed horizontal sum, then the scalar tail, so neither MR nor NK
 // changes a value. Each weight chunk is widened once and used MR times.
-template <int MR, int NK = 4, typename T>
-inline void dotTile(const float* const* x, const T* const* w, int k, float out[][NK]) {
+// dotTile's lane-wise sums: acc[a * NK + r] over the first k - k % kLanes values (returned).
+template <int MR, int NK, typename T>
+inline int dotLanes(const float* const* x, const T* const* w, int k, Vec* acc) {
   int i = 0;
-  Vec acc[MR * NK];  // (a, r) at a * NK + r
   for (int c = 0; c < MR * NK; ++c) acc[c] = vzero();
   for (; i + kLanes <= k; i += kLanes) {
     Vec xv[MR];
@@ -31,6 +31,13 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
       for (int a = 0; a < MR; ++a) acc[a * NK + r] = vfma(xv[a], wv, acc[a * NK + r]);
     }
   }
+  return i;
+}
+
+template <int MR, int NK = 4, typename T>
+inline void dotTile(const float* const* x, const T* const* w, int k, float out[][NK]) {
+  Vec acc[MR * NK];  // (a, r) at a * NK + r
+  int i = dotLanes<MR, NK>(x, w, k, acc);
   float sums[MR * NK];
   int c = 0;
   for (; c + 4 <= MR * NK; c += 4) vhsum4(acc + c, sums + c);
@@ -43,6 +50,28 @@ inline void dotTile(const float* const* x, const T* const* w, int k, float out[]
       for (int a = 0; a < MR; ++a) out[a][r] = std::fma(x[a][i], wv, out[a][r]);  // fma: never left to contraction
     }
   }
+}
+
+// The same sums as dotTile, written to out[a][0..NK) for a < MR. Where k is a whole number of
+// registers and the sums come four to a register as rows of NK (NK = 4, or 2 with MR even), they
+// are stored from the register, not through a buffer on the stack.
+template <int MR, int NK, typename T>
+inline void dotTileTo(const float* const* x, const T* const* w, int k, float* const* out) {
+  constexpr bool direct = NK == 4 || (NK == 2 && MR % 2 == 0);
+  if (direct && k % kLanes == 0) {
+    Vec acc[MR * NK];
+    dotLanes<MR, NK>(x, w, k, acc);
+    for (int c = 0; c < MR * NK; c += 4) {
+      const Sums4 s = vhsum4x(acc + c);
+      if constexpr (NK == 4) storeSums(out[c / 4], s);
+      else storeSumsLo(out[c / 2], s), storeSumsHi(out[c / 2 + 1], s);
+    }
+    return;
+  }
+  float s[MR][NK];
+  dotTile<MR, NK>(x, w, k, s);
+  for (int a = 0; a < MR; ++a)
+    for (int r = 0; r < NK; ++r) out[a][r] = s[a][r];
 }
 
 // Attention's score tile for a few rows (a decode token's heads of one KV group): rows x keys per

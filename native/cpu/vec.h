@@ -43,16 +43,17 @@ inline float vhsum(Vec v) {  // fixed tree: halves, then quarters, ...
 }
 inline float vhmax(Vec v) { return _mm512_reduce_max_ps(v); }
 #define MLA_VEC_HSUM4 1
-// out[i] = vhsum(v[i]) for i < 4: the same additions of the same pairs (so the same bits), four
-// sums side by side in each instruction instead of one (15 instructions instead of 32).
-inline void vhsum4(const Vec* v, float* out) {
+// vhsum(v[i]) for i < 4: the same additions of the same pairs (so the same bits), four sums side
+// by side in each instruction instead of one (15 instructions instead of 32), kept in a register.
+using Sums4 = __m128;
+inline Sums4 vhsum4x(const Vec* v) {
   const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[0], v[1], _MM_SHUFFLE(3, 2, 3, 2)));
   const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(v[2], v[3], _MM_SHUFFLE(3, 2, 3, 2)));
   // Quarter i of s: vector i's 16 lanes folded to 4 (its low 8 + high 8, then low 4 + high 4).
   __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
   s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(3, 2, 3, 2)));  // lanes 0, 1 of a quarter: s0 + s2, s1 + s3
   s = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(1, 1, 1, 1)));  // lane 0: (s0 + s2) + (s1 + s3)
-  _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s)));
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s));
 }
 // exp(x): x = n ln2 + r, exp(r) by a degree-6 polynomial; relative error ~2e-7. Below e^-87 (the
 // smallest normal float) the result is 0: subnormals cost microcode assists in every sum they
@@ -102,8 +103,10 @@ inline float vhmax(Vec v) {
 }
 #define MLA_VEC_HSUM4 1
 // out[i] = vhsum(v[i]) for i < 4, the same additions of the same pairs as vhsum (so the same
-// bits), two or four sums side by side in each instruction (15 instructions instead of 24).
-inline void vhsum4(const Vec* v, float* out) {
+// bits), two or four sums side by side in each instruction (15 instructions instead of 24), kept
+// in a register.
+using Sums4 = __m128;
+inline Sums4 vhsum4x(const Vec* v) {
   // Halves folded: a = [v0 lo + v0 hi | v1 lo + v1 hi], b the same for v2, v3.
   const __m256 a = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));
   const __m256 b = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20), _mm256_permute2f128_ps(v[2], v[3], 0x31));
@@ -112,7 +115,7 @@ inline void vhsum4(const Vec* v, float* out) {
   // (s0 + s2) + (s1 + s3): d = [v0 v2 v0 v2 | v1 v3 v1 v3].
   const __m256 d = _mm256_add_ps(_mm256_shuffle_ps(c, c, _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(c, c, _MM_SHUFFLE(3, 1, 3, 1)));
   const __m128 lo = _mm256_castps256_ps128(d), hi = _mm256_extractf128_ps(d, 1);
-  _mm_storeu_ps(out, _mm_unpacklo_ps(lo, hi));
+  return _mm_unpacklo_ps(lo, hi);
 }
 inline Vec vexp(Vec x) {  // as the AVX-512 version above
   const __m256 normal = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ);
@@ -146,12 +149,25 @@ inline float vhmax(Vec v) { return v; }
 inline Vec vexp(Vec x) { return x < -87.0f ? 0.0f : std::exp(x); }
 #endif
 
-#ifndef MLA_VEC_HSUM4
-inline void vhsum4(const Vec* v, float* out) {  // out[i] = vhsum(v[i]), i < 4
-  for (int i = 0; i < 4; ++i) out[i] = vhsum(v[i]);
-}
+// Four sums (vhsum4x) stored: all four, or the first or last two. Storing straight from the
+// register matters: a wide store to the stack read back as narrow loads stalls store-to-load
+// forwarding (8% of the bundled MLA model's attention on Zen 3).
+#ifdef MLA_VEC_HSUM4
+inline void storeSums(float* p, Sums4 s) { _mm_storeu_ps(p, s); }
+inline void storeSumsLo(float* p, Sums4 s) { _mm_storel_pi(reinterpret_cast<__m64*>(p), s); }
+inline void storeSumsHi(float* p, Sums4 s) { _mm_storeh_pi(reinterpret_cast<__m64*>(p), s); }
+#else
+struct Sums4 {
+  float v[4];
+};
+inline Sums4 vhsum4x(const Vec* v) { return {{vhsum(v[0]), vhsum(v[1]), vhsum(v[2]), vhsum(v[3])}}; }
+inline void storeSums(float* p, Sums4 s) { for (int i = 0; i < 4; ++i) p[i] = s.v[i]; }
+inline void storeSumsLo(float* p, Sums4 s) { p[0] = s.v[0], p[1] = s.v[1]; }
+inline void storeSumsHi(float* p, Sums4 s) { p[0] = s.v[2], p[1] = s.v[3]; }
 #endif
 #undef MLA_VEC_HSUM4
+// out[i] = vhsum(v[i]) for i < 4.
+inline void vhsum4(const Vec* v, float* out) { storeSums(out, vhsum4x(v)); }
 
 // One value of a row as a float (the scalar tails).
 inline float scalarOf(float v) { return v; }
