@@ -17,7 +17,6 @@ int main(int argc, char** argv) {
   mla::ThreadPool pool(threads);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
   std::vector<std::pair<int, int>> shapes = {{2048, 2048}, {8192, 2048}, {2048, 8192}, {32000, 2048}};  // the last: an LM head, 4x the L3 here
   if (argc > 2) shapes.clear();
   for (int a = 2; a < argc; ++a) {
@@ -28,6 +27,7 @@ int main(int argc, char** argv) {
     }
     shapes.emplace_back(n, k);
   }
+  std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
   for (auto [n, k] : shapes) {
     std::vector<uint16_t> w(static_cast<size_t>(n) * k);
     for (auto& v : w) v = mla::floatToBf16(normal(rng));
