@@ -214,10 +214,12 @@ static void softmaxInPlace(std::vector<double>& s) {
 TEST(gqa_attention_matches_reference) {
   // Head dims 16 (one AVX-512 register) and 80 (AVX-512: a 4-register pass, then single registers;
   // AVX2: five 2-register passes, its single-register tail is the MLA test's); blocks
-  // of 4 tokens (contexts split into chunks and merged) and of 32 (the softmax's vector exp).
+  // of 4 tokens (contexts split into chunks and merged), of 32 (the softmax's vector exp) and of 5
+  // (not a whole number of the score tile's keys: a block's last step writes fewer keys).
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);
   for (int D : {16, 80}) {
+  for (int blockSize : {D == 16 ? 4 : 32, 5}) {
   ModelConfig c;
   c.numHeads = 4; c.numKvHeads = 2; c.headDim = D; c.softmaxScale = 0.25f;
   const int entry = 4 * D;  // [k head 0 | k head 1 | v head 0 | v head 1]
@@ -228,7 +230,7 @@ TEST(gqa_attention_matches_reference) {
     // Query rows per KV head (2 per token here): 2, 4, 6, 16, 18 and 32 cover every tail of the
     // score and P·V tiles (kScoreRows 5 or 4 below 8 rows, kRowTile 5 or 3 from 8, kAxpyTile 4; the
     // MLA test below has AVX2's odd tails).
-    PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 2, 1, 40}, dtype, D == 16 ? 4 : 32);
+    PagedFixture f(c, {1, 9, 20, 6, 100, 70}, {1, 9, 3, 2, 1, 40}, dtype, blockSize);
     auto q = randn(static_cast<size_t>(f.batch.numTokens) * 4 * D);
     std::vector<float> out(q.size());
     ThreadPool pool(2);
@@ -256,7 +258,8 @@ TEST(gqa_attention_matches_reference) {
       }
     }
     const double err = normErr(out, ref);
-    EXPECT_MSG(err < 1e-5, "%s head dim %d window %d %s err %g", cpu::isaName(isa), D, window, dtypeName(dtype), err);
+    EXPECT_MSG(err < 1e-5, "%s head dim %d block %d window %d %s err %g", cpu::isaName(isa), D, blockSize, window, dtypeName(dtype), err);
+  }
   }
   }
   }
