@@ -31,7 +31,7 @@ std::string TensorView::shapeString() const {
   return s + "]";
 }
 
-MappedFile::MappedFile(const std::string& path) {
+MappedFile::MappedFile(const std::string& path, FileAccess access) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st;
@@ -40,7 +40,25 @@ MappedFile::MappedFile(const std::string& path) {
     throw Error("cannot stat " + path + ": " + std::strerror(errno));
   }
   size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
+  if (size_ > 0 && access == FileAccess::kResident) {
+    try {
+      resident_ = HugeBuffer(size_);
+    } catch (const Error& e) {
+      ::close(fd);
+      throw Error(path + ": " + e.what());
+    }
+    for (size_t done = 0; done < size_;) {
+      const ssize_t got = ::pread(fd, resident_.data() + done, std::min<size_t>(size_ - done, size_t{1} << 30), static_cast<off_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        const std::string why = got < 0 ? std::strerror(errno) : "the file ended early (changed while being read?)";
+        ::close(fd);
+        throw Error("cannot read " + path + ": " + why);
+      }
+      done += static_cast<size_t>(got);
+    }
+    data_ = resident_.data();
+  } else if (size_ > 0) {
     void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       ::close(fd);
@@ -52,7 +70,7 @@ MappedFile::MappedFile(const std::string& path) {
 }
 
 MappedFile::~MappedFile() {
-  if (data_) munmap(const_cast<unsigned char*>(data_), size_);
+  if (data_ && !resident_.data()) munmap(const_cast<unsigned char*>(data_), size_);
 }
 
 std::string readTextFile(const std::string& path) {
@@ -81,7 +99,7 @@ static DType parseDType(const std::string& s, const std::string& where) {
 }
 
 void SafetensorsSet::addFile(const std::string& path, const std::set<std::string>* only) {
-  auto file = std::make_unique<MappedFile>(path);
+  auto file = std::make_unique<MappedFile>(path, access_);
   const size_t size = file->size();
   if (size < 8) throw Error(path + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
   uint64_t headerLen;
@@ -150,8 +168,9 @@ void SafetensorsSet::addFile(const std::string& path, const std::set<std::string
   files_.push_back(std::move(file));
 }
 
-std::unique_ptr<SafetensorsSet> SafetensorsSet::open(const std::string& path) {
+std::unique_ptr<SafetensorsSet> SafetensorsSet::open(const std::string& path, FileAccess access) {
   auto set = std::unique_ptr<SafetensorsSet>(new SafetensorsSet());
+  set->access_ = access;
   if (!isDirectory(path)) {
     if (!fileExists(path)) throw Error("no such checkpoint: " + path);
     set->addFile(path);

@@ -1,4 +1,5 @@
-// Safetensors files read by mmap: one file, or the shards named by model.safetensors.index.json.
+// Safetensors files, mapped or read into memory: one file, or the shards named by
+// model.safetensors.index.json.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/huge_buffer.h"
 
 namespace mla {
 
@@ -23,9 +25,15 @@ struct TensorView {
   std::string shapeString() const;  // "[256, 128]"
 };
 
+// How a checkpoint's bytes are held: mapped from the file (pages the kernel may drop and read
+// again: right where the weights are copied elsewhere, as the CUDA backend does), or read into
+// huge-page memory (core/huge_buffer.h: for the CPU backend, whose matmuls stream the weights
+// from host memory at every decode step).
+enum class FileAccess { kMapped, kResident };
+
 class MappedFile {
  public:
-  explicit MappedFile(const std::string& path);  // throws naming the path
+  explicit MappedFile(const std::string& path, FileAccess access = FileAccess::kMapped);  // throws naming the path
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -35,13 +43,14 @@ class MappedFile {
  private:
   const unsigned char* data_ = nullptr;
   size_t size_ = 0;
+  HugeBuffer resident_;  // kResident: the file's bytes
 };
 
 // All tensors of a checkpoint folder (or one .safetensors file), validated against the files' sizes.
 class SafetensorsSet {
  public:
   // `path` is a folder (model.safetensors or model.safetensors.index.json inside) or a file.
-  static std::unique_ptr<SafetensorsSet> open(const std::string& path);
+  static std::unique_ptr<SafetensorsSet> open(const std::string& path, FileAccess access = FileAccess::kMapped);
 
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorView& get(const std::string& name) const;  // throws naming the tensor
@@ -50,6 +59,7 @@ class SafetensorsSet {
  private:
   // Registers the file's tensors; with `only`, just those names (an index maps each tensor to one file).
   void addFile(const std::string& path, const std::set<std::string>* only = nullptr);
+  FileAccess access_ = FileAccess::kMapped;
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorView> tensors_;
 };

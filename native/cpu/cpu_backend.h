@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "mla/backend.h"
@@ -62,7 +63,7 @@ class CpuBackend : public Backend, private DecoderOps {
   std::vector<double> inverseFrequencies_;  // [rope.dim / 2]
 
   DType cacheDtype_;
-  std::unique_ptr<unsigned char[]> cache_;  // [layers][blocks][blockSize][entry] values of cacheDtype_
+  HugeBuffer cache_;  // [layers][blocks][blockSize][entry] values of cacheDtype_, in huge pages (attention streams it)
   size_t layerStride_ = 0;                  // values per layer
   int numBlocks_ = 0;
   int blockSize_ = 64;

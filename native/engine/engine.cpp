@@ -40,7 +40,10 @@ std::unique_ptr<Engine> Engine::create(const EngineOptions& options) {
   check(options.blockSize > 0, "blockSize must be positive");
   ModelConfig config = loadConfig(options.modelDir);
   auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(config)));
-  engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_);
+  // The CPU backend streams the weights from host memory at every step: read them into huge pages.
+  // A CUDA backend copies them to the device: map them (the kernel may drop those pages).
+  const FileAccess access = options.device == "cpu" ? FileAccess::kResident : FileAccess::kMapped;
+  engine->weights_ = LoadedWeights::load(options.modelDir, engine->config_, access);
   engine->backend_ = makeBackend(options, engine->config_, engine->weights_->weights());
   engine->blocks_ = std::make_unique<BlockManager>(engine->numBlocksFor(), options.blockSize, options.enablePrefixCaching);
   engine->backend_->allocateCache(engine->blocks_->numBlocks(), options.blockSize, options.poisonCache);

@@ -96,9 +96,9 @@ void LoadedWeights::loadMlaAttention(const std::string& p, const ModelConfig& c,
   if (biasModules) w.oBias = vector(p + "o_proj.bias", c.hiddenSize, false);
 }
 
-std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, ModelConfig& c) {
+std::unique_ptr<LoadedWeights> LoadedWeights::load(const std::string& dir, ModelConfig& c, FileAccess access) {
   auto lw = std::unique_ptr<LoadedWeights>(new LoadedWeights());
-  lw->files_ = SafetensorsSet::open(dir);
+  lw->files_ = SafetensorsSet::open(dir, access);
   // TransMLA's first format is a GQA checkpoint with up-projections: the weights say which.
   if (c.attention == AttentionKind::kGqa && lw->files_->has("model.layers.0.self_attn.k_up_proj.weight")) {
     c.attention = AttentionKind::kLatentGqa;

@@ -55,8 +55,9 @@ struct Weights {
 // Owns the mapping and any widened copies; `weights` points into both.
 class LoadedWeights {
  public:
-  // Loads and checks every tensor; may refine config.attention (kGqa -> kLatentGqa).
-  static std::unique_ptr<LoadedWeights> load(const std::string& dir, ModelConfig& config);
+  // Loads and checks every tensor; may refine config.attention (kGqa -> kLatentGqa). `access`:
+  // how the files' bytes are held (core/safetensors.h: resident for the CPU backend).
+  static std::unique_ptr<LoadedWeights> load(const std::string& dir, ModelConfig& config, FileAccess access = FileAccess::kMapped);
   const Weights& weights() const { return weights_; }
   const SafetensorsSet& files() const { return *files_; }
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/dtype.h"
+#include "core/huge_buffer.h"
 #include "core/json.h"
 #include "core/safetensors.h"
 #include "core/thread_pool.h"
@@ -69,15 +70,37 @@ TEST(safetensors_reads_views) {
   std::memcpy(data.data() + 16, b, 8);
   const std::string path = writeFile("ok.safetensors",
       R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]}})", data);
-  auto set = SafetensorsSet::open(path);
-  const TensorView& tb = set->get("b");
-  EXPECT(tb.dtype == DType::kBF16 && tb.numElements() == 4 && tb.shapeString() == "[4]");
-  float out[4];
-  toFloat(tb.dtype, tb.data, out, 4);
-  EXPECT(out[0] == 1 && out[3] == 4);
-  EXPECT(static_cast<const float*>(set->get("a").data)[2] == 3);
-  EXPECT_THROWS(set->get("c"), "checkpoint has no tensor c");
+  for (FileAccess access : {FileAccess::kMapped, FileAccess::kResident}) {
+    auto set = SafetensorsSet::open(path, access);
+    const TensorView& tb = set->get("b");
+    EXPECT(tb.dtype == DType::kBF16 && tb.numElements() == 4 && tb.shapeString() == "[4]");
+    float out[4];
+    toFloat(tb.dtype, tb.data, out, 4);
+    EXPECT(out[0] == 1 && out[3] == 4);
+    EXPECT(static_cast<const float*>(set->get("a").data)[2] == 3);
+    EXPECT_THROWS(set->get("c"), "checkpoint has no tensor c");
+  }
+  // A resident copy is the file's bytes as they were read: rewriting the file changes nothing.
+  auto resident = SafetensorsSet::open(path, FileAccess::kResident);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-24, std::ios::end);
+    const float zero = 0;
+    f.write(reinterpret_cast<const char*>(&zero), 4);
+  }
+  EXPECT(static_cast<const float*>(resident->get("a").data)[0] == 1);
+  EXPECT(static_cast<const float*>(SafetensorsSet::open(path)->get("a").data)[0] == 0);
   std::remove(path.c_str());
+}
+
+TEST(huge_buffer_is_aligned_zeroed_and_movable) {
+  HugeBuffer b(5u << 20);
+  EXPECT(b.data() && b.size() == (5u << 20) && reinterpret_cast<uintptr_t>(b.data()) % (2u << 20) == 0);
+  EXPECT(b.data()[0] == 0 && b.data()[b.size() - 1] == 0);
+  b.data()[b.size() - 1] = 7;
+  HugeBuffer moved = std::move(b);
+  EXPECT(!b.data() && b.size() == 0 && moved.data()[moved.size() - 1] == 7);
+  EXPECT(!HugeBuffer(0).data());
 }
 
 TEST(safetensors_rejects_bad_files) {
@@ -86,6 +109,7 @@ TEST(safetensors_rejects_bad_files) {
     std::vector<unsigned char> d(data.begin(), data.begin() + static_cast<long>(bytes));
     const std::string path = writeFile("bad.safetensors", header, d);
     EXPECT_THROWS(SafetensorsSet::open(path), needle);
+    EXPECT_THROWS(SafetensorsSet::open(path, FileAccess::kResident), needle);
     std::remove(path.c_str());
   };
   expectError(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8, "point outside the file");
