@@ -3,7 +3,8 @@
 // layout (32 query heads, 8 KV heads of 64) and an absorbed MLA layout (32 heads against a
 // 512 + 64 latent; decode only: MLA prefills in the expanded form, ordinary multi-head attention,
 // the loop the GQA prefill rows time). The cache spans 16 layers (well past L3), read one layer
-// after the other as a forward pass does.
+// after the other as a forward pass does. The cache sits in ordinary pages, as the CPU backend holds
+// it (BENCH_PAGES=huge: in huge pages, which made GQA's 4,096 x 1 ~15% slower on Zen 3).
 // Also the bundled model's two layouts (4 heads), where the per-key work, not the bytes, decides.
 //   bench_attention [threads] [decode|all] [name]   (decode: the one-new-token rows only; name: the
 //   cases whose name starts with it: gqa, mla, "mla 4", ...). BENCH_REPS=n: best of n (default 5).
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/huge_buffer.h"
 #include "cpu/isa.h"
 #include "cpu/paged_attention.h"
 
@@ -31,12 +33,16 @@ struct Case {
 double run(mla::ThreadPool& pool, const Case& c, int context, int batch, int newTokens) {
   const int blocksPerSeq = (context + kBlock - 1) / kBlock;
   const size_t layerValues = static_cast<size_t>(batch) * blocksPerSeq * kBlock * c.entry;
-  std::vector<uint16_t> cache(layerValues * kLayers);
+  const char* pages = std::getenv("BENCH_PAGES");
+  const bool hugePages = pages && std::string(pages) == "huge";
+  std::vector<uint16_t> small(hugePages ? 0 : layerValues * kLayers);
+  mla::HugeBuffer huge(hugePages ? layerValues * kLayers * sizeof(uint16_t) : 0);
+  uint16_t* cache = hugePages ? reinterpret_cast<uint16_t*>(huge.data()) : small.data();  // [layers][blocks][kBlock][entry]
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   std::vector<uint16_t> pattern(4096 * 3 + 1);  // a few thousand random values, repeated: filling 100s of MB stays fast
   for (auto& v : pattern) v = mla::floatToBf16(uniform(rng));
-  for (size_t i = 0; i < cache.size(); ++i) cache[i] = pattern[i % pattern.size()];
+  for (size_t i = 0; i < layerValues * kLayers; ++i) cache[i] = pattern[i % pattern.size()];
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
   std::vector<mla::cpu::PagedQuery> queries;
   for (int s = 0; s < batch; ++s) {
@@ -50,7 +56,7 @@ double run(mla::ThreadPool& pool, const Case& c, int context, int batch, int new
   for (int rep = 0; rep < (std::getenv("BENCH_REPS") ? std::atoi(std::getenv("BENCH_REPS")) : 5); ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int l = 0; l < kLayers; ++l) {
-      const mla::cpu::PagedLayer layer{cache.data() + layerValues * l, kBlock, c.entry, mla::DType::kBF16};
+      const mla::cpu::PagedLayer layer{cache + layerValues * l, kBlock, c.entry, mla::DType::kBF16};
       mla::cpu::pagedAttention(pool, layer, c.layout, queries, q.data(), out.data());
     }
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kLayers);

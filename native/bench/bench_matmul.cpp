@@ -1,14 +1,17 @@
 // The CPU matmul (BF16 weights) at a 1 B Llama's shapes: GFLOP/s for prefill-sized m and GB/s of
 // weights for decode-sized m, in each weight order (cpu/matmul.h).
 //   bench_matmul [threads] [NxK ...]   (shapes: weight rows x columns; default a 1 B Llama's)
+// The weights sit in huge pages, as the CPU backend holds them; BENCH_PAGES=4k: ordinary pages.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/huge_buffer.h"
 #include "cpu/isa.h"
 #include "cpu/matmul.h"
 
@@ -27,11 +30,17 @@ int main(int argc, char** argv) {
     }
     shapes.emplace_back(n, k);
   }
-  std::printf("threads %d, %s kernels\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(), mla::cpu::isaName(mla::cpu::activeIsa()));
+  const char* pages = std::getenv("BENCH_PAGES");
+  const bool hugePages = !(pages && std::string(pages) == "4k");
+  std::printf("threads %d, %s kernels, weights in %s pages\n  m     n     k | ms      | GFLOP/s | weight GB/s\n", pool.numThreads(),
+              mla::cpu::isaName(mla::cpu::activeIsa()), hugePages ? "huge" : "4 KiB");
   for (auto [n, k] : shapes) {
-    std::vector<uint16_t> w(static_cast<size_t>(n) * k);
-    for (auto& v : w) v = mla::floatToBf16(normal(rng));
-    const mla::Matrix m{w.data(), mla::DType::kBF16, n, k};
+    const size_t count = static_cast<size_t>(n) * k;
+    std::vector<uint16_t> small(hugePages ? 0 : count);
+    mla::HugeBuffer huge(hugePages ? count * sizeof(uint16_t) : 0);
+    uint16_t* w = hugePages ? reinterpret_cast<uint16_t*>(huge.data()) : small.data();
+    for (size_t i = 0; i < count; ++i) w[i] = mla::floatToBf16(normal(rng));
+    const mla::Matrix m{w, mla::DType::kBF16, n, k};
     const mla::cpu::WeightStream tuned = mla::cpu::tuneWeightStream(pool, m);  // as a model's load would
     for (int rows : {1, 8, 64, 512}) {
       std::vector<float> x(static_cast<size_t>(rows) * k), y(static_cast<size_t>(rows) * n);

@@ -46,19 +46,19 @@ void CpuBackend::allocateCache(int numBlocks, int blockSize, bool poison) {
   blockSize_ = blockSize;
   layerStride_ = static_cast<size_t>(numBlocks) * blockSize * config_.cacheEntrySize();
   const size_t total = layerStride_ * config_.numLayers;
-  cache_ = HugeBuffer(total * dtypeSize(cacheDtype_));  // left untouched: pages are committed as they are first written
-  if (poison) fillNaN(cache_.data(), total, cacheDtype_);
+  cache_.reset(new unsigned char[total * dtypeSize(cacheDtype_)]);  // left untouched: pages are committed as they are first written
+  if (poison) fillNaN(cache_.get(), total, cacheDtype_);
 }
 
 void CpuBackend::poisonBlock(int block) {
   const size_t blockValues = static_cast<size_t>(blockSize_) * config_.cacheEntrySize();
   for (int l = 0; l < config_.numLayers; ++l) {
-    fillNaN(cache_.data() + (layerStride_ * l + blockValues * block) * dtypeSize(cacheDtype_), blockValues, cacheDtype_);
+    fillNaN(cache_.get() + (layerStride_ * l + blockValues * block) * dtypeSize(cacheDtype_), blockValues, cacheDtype_);
   }
 }
 
 PagedLayer CpuBackend::cacheLayer(int layer) {
-  return PagedLayer{cache_.data() + layerStride_ * dtypeSize(cacheDtype_) * layer, blockSize_, config_.cacheEntrySize(), cacheDtype_};
+  return PagedLayer{cache_.get() + layerStride_ * dtypeSize(cacheDtype_) * layer, blockSize_, config_.cacheEntrySize(), cacheDtype_};
 }
 
 // ---- DecoderOps: the model definition (model/decoder.h) runs these ----
@@ -79,7 +79,7 @@ float* CpuBackend::resize(Act act, int width) {
 float* CpuBackend::data(Act act) { return acts_[slotOf(act)].values.data(); }
 
 void CpuBackend::forward(const ForwardBatch& batch, const ForwardOptions& options) {
-  check(cache_.data() != nullptr, "cache not allocated");
+  check(cache_ != nullptr, "cache not allocated");
   runDecoder(config_, *this, batch, options);
 }
 

@@ -4,7 +4,6 @@
 #include <memory>
 #include <vector>
 
-#include "core/huge_buffer.h"
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "mla/backend.h"
@@ -63,7 +62,7 @@ class CpuBackend : public Backend, private DecoderOps {
   std::vector<double> inverseFrequencies_;  // [rope.dim / 2]
 
   DType cacheDtype_;
-  HugeBuffer cache_;  // [layers][blocks][blockSize][entry] values of cacheDtype_, in huge pages (attention streams it)
+  std::unique_ptr<unsigned char[]> cache_;  // [layers][blocks][blockSize][entry] values of cacheDtype_
   size_t layerStride_ = 0;                  // values per layer
   int numBlocks_ = 0;
   int blockSize_ = 64;
