@@ -13,12 +13,15 @@ namespace mla::cpu {
 
 // kBase: the baseline build's instructions (AVX2/FMA on a portable x86 build).
 // kAvx512: AVX-512 F/BW/VL/DQ, 16 floats a register and 32 registers.
-enum class Isa { kBase, kAvx512 };
+// kAmx: kAvx512 plus AVX512-BF16 and AMX-BF16's tiles (Intel Sapphire Rapids and later), which
+// multiply BF16 weights (cpu/kernels/amx_matmul.h); the OS must grant the process tile state.
+enum class Isa { kBase, kAvx512, kAmx };
+constexpr Isa kAllIsas[] = {Isa::kBase, Isa::kAvx512, Isa::kAmx};
 
-const char* isaName(Isa isa);  // "avx2" (or "generic" off x86), "avx512"
-bool isaSupported(Isa isa);    // compiled in and the CPU has it
+const char* isaName(Isa isa);  // "avx2" (or "generic" off x86), "avx512", "amx"
+bool isaSupported(Isa isa);    // compiled in, the CPU has it (and for kAmx, Linux granted the tiles)
 
-// The ISA in use: the best supported one, or MLA_CPU_ISA from the environment ("avx2", "avx512";
+// The ISA in use: the best supported one, or MLA_CPU_ISA from the environment ("avx2", "avx512", "amx";
 // an unsupported or unknown name is an error at first use).
 Isa activeIsa();
 // Selects an ISA for the whole process (tests run every kernel under each); throws if unsupported.

@@ -25,7 +25,7 @@ static std::vector<float> randn(size_t n, float scale = 1.0f) {
 // Every kernel test runs under each ISA this machine has (cpu/isa.h): AVX2, and AVX-512 where present.
 static std::vector<cpu::Isa> supportedIsas() {
   std::vector<cpu::Isa> all;
-  for (cpu::Isa isa : {cpu::Isa::kBase, cpu::Isa::kAvx512})
+  for (cpu::Isa isa : cpu::kAllIsas)
     if (cpu::isaSupported(isa)) all.push_back(isa);
   return all;
 }
@@ -71,7 +71,8 @@ TEST(matmul_matches_reference_over_shapes_and_dtypes) {
 
 TEST(matmul_rows_do_not_depend_on_the_batch) {
   ThreadPool pool(2);
-  const int m = 37, n = 129, k = 203;
+  for (int k : {203, 256}) {  // 256: a whole number of AMX tiles (amx_matmul.h), 203 not
+  const int m = 37, n = 129;
   auto x = randn(static_cast<size_t>(m) * k), w = randn(static_cast<size_t>(n) * k);
   std::vector<uint16_t> wb(w.size());
   for (size_t i = 0; i < w.size(); ++i) wb[i] = floatToBf16(w[i]);
@@ -83,9 +84,10 @@ TEST(matmul_rows_do_not_depend_on_the_batch) {
     for (cpu::WeightStream stream : kStreams) {  // either weight order gives the batch's sums
       for (int i = 0; i < m; ++i) {
         cpu::matmul(pool, x.data() + static_cast<size_t>(i) * k, 1, mw, nullptr, one.data(), stream);
-        EXPECT_MSG(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n), "%s %s row %d", cpu::isaName(isa), cpu::weightStreamName(stream), i);
+        EXPECT_MSG(std::equal(one.begin(), one.end(), all.begin() + static_cast<long>(i) * n), "%s %s k %d row %d", cpu::isaName(isa), cpu::weightStreamName(stream), k, i);
       }
     }
+  }
   }
 }
 

@@ -85,18 +85,21 @@ describe("CPU kernels' instruction set", () => {
     return { status: r.status, out: r.stdout, err: r.stderr };
   };
 
-  it("is chosen by the CPU's features: avx512 exactly where /proc/cpuinfo lists AVX-512 F, BW, VL and DQ", () => {
+  it("is chosen by the CPU's features: amx where /proc/cpuinfo also lists AVX512-BF16 and AMX-BF16, avx512 where it lists AVX-512 F, BW, VL and DQ", () => {
     let flags = "";
     try { flags = execFileSync("grep", ["-m1", "^flags", "/proc/cpuinfo"], { encoding: "utf8" }); } catch { return; }
-    const has = ["avx512f", "avx512bw", "avx512vl", "avx512dq"].every((f) => flags.split(/\s+/).includes(f));
-    assert.equal(isaWith(undefined).out, has ? "avx512" : "avx2");
+    const listed = (names: string[]) => names.every((f) => flags.split(/\s+/).includes(f));
+    const avx512 = listed(["avx512f", "avx512bw", "avx512vl", "avx512dq"]);
+    const amx = avx512 && listed(["avx512_bf16", "amx_tile", "amx_bf16"]);  // and Linux grants the tiles (5.16 and later)
+    assert.equal(isaWith(undefined).out, amx ? "amx" : avx512 ? "avx512" : "avx2");
+    if (amx) assert.equal(isaWith("avx512").out, "avx512");
   });
 
   it("MLA_CPU_ISA=avx2 forces the AVX2 kernels; an unknown name fails the load, naming the choices", () => {
     assert.equal(isaWith("avx2").out, "avx2");
     const bad = isaWith("sse9");
     assert.notEqual(bad.status, 0);
-    assert.match(bad.err, /unknown CPU ISA 'sse9': choose avx2 or avx512/);
+    assert.match(bad.err, /unknown CPU ISA 'sse9': choose avx2, avx512 or amx/);
   });
 
   it("MLA_CPU_STREAM fixes decode's weight order (else measured at load); an unknown one fails the load, naming the choices", () => {

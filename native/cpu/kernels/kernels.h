@@ -25,6 +25,9 @@ extern const KernelTable kKernels;
 namespace isa_avx512 {
 extern const KernelTable kKernels;  // defined only where MLA_HAVE_AVX512_KERNELS
 }
+namespace isa_amx {
+extern const KernelTable kKernels;  // likewise
+}
 
 // The table of activeIsa().
 const KernelTable& kernels();

@@ -12,5 +12,8 @@
 #define MLA_KERNEL_AVX512 1
 #define MLA_KERNEL_NS isa_avx512
 #include "cpu/kernels/kernels_impl.h"
+namespace mla::cpu::isa_avx512 {
+extern const KernelTable kKernels = {matmulRows, pagedAttention};
+}
 #pragma GCC pop_options
 #endif

@@ -339,6 +339,4 @@ void pagedAttention(ThreadPool& pool, const PagedLayer& cache, const HeadLayout&
 
 }  // namespace
 
-extern const KernelTable kKernels = {matmulRows, pagedAttention};
-
 }  // namespace mla::cpu::MLA_KERNEL_NS
