@@ -271,10 +271,13 @@ TEST(mla_absorbed_and_expanded_match_reference) {
   // A tiny shape (all scalar tails), and one with 5 heads (AVX-512's 5-row tiles) and a latent of
   // 72 + 8 (AVX-512: a 4-register pass, then single registers and a tail; AVX2: 2-register
   // passes, then one register and a tail).
-  struct Shape { int H, N, R, V, L; };
+  // Two more run on AMX's tiles (amx_attention.h: 8 heads or more, L + R a multiple of 32, L of
+  // 16, the block of 32): 9 heads (a full and a partial panel of 8 rows) at block size 32, and 16
+  // heads of a 32 + 64 entry (the bundled model's) at its block size of 64.
+  struct Shape { int H, N, R, V, L, block; };
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);
-  for (Shape shape : {Shape{3, 8, 4, 6, 12}, Shape{5, 16, 8, 24, 72}}) {
+  for (Shape shape : {Shape{3, 8, 4, 6, 12, 4}, Shape{5, 16, 8, 24, 72, 32}, Shape{9, 16, 32, 24, 64, 32}, Shape{16, 64, 64, 64, 32, 64}}) {
   ModelConfig c;
   c.attention = AttentionKind::kMla;
   const int H = shape.H, N = shape.N, R = shape.R, V = shape.V, L = shape.L, E = L + R;
@@ -284,7 +287,7 @@ TEST(mla_absorbed_and_expanded_match_reference) {
   std::vector<uint16_t> kvbBf(kvbW.size());
   for (size_t i = 0; i < kvbW.size(); ++i) { kvbBf[i] = floatToBf16(kvbW[i]); kvbW[i] = bf16ToFloat(kvbBf[i]); }
   for (DType poolDtype : {DType::kF32, DType::kBF16}) {
-  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype, L == 12 ? 4 : 32);
+  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype, shape.block);
   auto q = randn(static_cast<size_t>(f.batch.numTokens) * H * (N + R));
   // Reference: expand every cached latent through kv_b_proj, then multi-head attention, in double.
   std::vector<double> ref(static_cast<size_t>(f.batch.numTokens) * H * V);

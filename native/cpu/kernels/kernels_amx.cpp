@@ -1,6 +1,7 @@
 // The kernels for AVX-512 with AMX-BF16 (Intel Sapphire Rapids and later): AVX-512's kernels
-// (the same source as kernels_avx512.cpp, its own copies), except the matmul of BF16 weights,
-// which runs on the tiles (amx_matmul.h). They run only where cpu/isa.cpp found AMX on the CPU
+// (the same source as kernels_avx512.cpp, its own copies), except the matmul of BF16 weights
+// (amx_matmul.h) and the attention of one shared entry for all heads (amx_attention.h), which
+// run on the tiles. They run only where cpu/isa.cpp found AMX on the CPU
 // and the kernel granted the process its tile state.
 #include "cpu/isa.h"
 
@@ -12,9 +13,12 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on the intrinsics' own _mm512_undefined_*
 #pragma GCC diagnostic ignored "-Wuninitialized"        // likewise
 #define MLA_KERNEL_AVX512 1
+#define MLA_KERNEL_AMX 1
 #define MLA_KERNEL_NS isa_amx
 #include "cpu/kernels/kernels_impl.h"
+#include "cpu/kernels/amx_tiles.h"
 #include "cpu/kernels/amx_matmul.h"
+#include "cpu/kernels/amx_attention.h"
 namespace mla::cpu::isa_amx {
 extern const KernelTable kKernels = {matmulRowsAmx, pagedAttention};
 }

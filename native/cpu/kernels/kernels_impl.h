@@ -147,11 +147,20 @@ class Attention {
   void run(ThreadPool& pool, float* out) {
     const int n = static_cast<int>(items_.size());
     // The largest items are last: start them first. A BF16 cache is read as it is, widened in registers.
+#ifdef MLA_KERNEL_AMX
+    const bool tiles = amxApplies();
+#else
+    const bool tiles = false;
+#endif
     forEachDynamic(pool, n, [&](int i) {
       const Item& item = items_[static_cast<size_t>(n - 1 - i)];
+#ifdef MLA_KERNEL_AMX
+      if (tiles) return runItemAmx(item);
+#endif
       if (cache_.dtype == DType::kBF16) runItem<uint16_t>(item);
       else runItem<float>(item);
     });
+    (void)tiles;
     forEachDynamic(pool, static_cast<int>(tiles_.size()), [&](int t) { merge(tiles_[static_cast<size_t>(t)], out); });
   }
 
@@ -160,6 +169,13 @@ class Attention {
   int firstPos(const PagedQuery& query, int token) const {
     return layout_.window > 0 ? std::max(0, lastPos(query, token) - layout_.window + 1) : 0;
   }
+
+#ifdef MLA_KERNEL_AMX
+  // The tiles' form (amx_attention.h): every head of a token against one shared entry (MLA's
+  // absorbed latent, a latent GQA), a BF16 cache, whole tiles of keys and values.
+  bool amxApplies() const;
+  void runItemAmx(const Item& item);
+#endif
 
   template <typename T>
   void runItem(const Item& item) {

@@ -1,0 +1,236 @@
+// Attention on AMX tiles where every head reads one shared entry (MLA's absorbed latent, a latent
+// GQA: one KV group) from a BF16 cache. Included by kernels_amx.cpp only, after kernels_impl.h
+// and amx_tiles.h, inside its target switch; include nothing here.
+//
+// Per cache block (its entries as the A tiles straight from the cache: 16 keys x 32 values a
+// tile, the entry's own stride):
+//   scoresᵀ [16 keys x 16 columns] = keys · qᵀ, q packed as matmul packs x (8 rows a panel, each
+//     row's hi and lo bf16 halves as two columns: fp32 accuracy);
+//   the online softmax of kernels_impl.h's runItem on each row's visible keys;
+//   acc += P · V with P as the A tiles (rows 2i, 2i + 1: row i's hi and lo halves, 32 keys) and V
+//     as B tiles, pairs of entries interleaved (VNNI order), keys no row sees zeroed (an unwritten
+//     entry may hold anything).
+// Each score and each value sum depends only on its own row and the block's keys in a fixed
+// order, so batching never changes a bit.
+
+namespace mla::cpu::MLA_KERNEL_NS {
+
+namespace {
+
+constexpr int kKeysPerGroup = 4 * kTileRows;  // keys of one pass of the 4 accumulator tiles
+
+// A thread's buffers for one item: q packed, a block's scores, P and V packed.
+struct AmxAttentionScratch {
+  std::vector<uint8_t> q, p, v;
+  std::vector<float> scores;
+};
+
+inline uint8_t* tileAligned(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t{63});
+}
+
+// Accumulator tile t (t < 4) of a runtime index: the tile macros take literals.
+inline void dpInto(int t, bool secondA) {
+  if (secondA) {
+    switch (t) {
+      case 0: _tile_dpbf16ps(MLA_C0, MLA_A1, MLA_B0); break;
+      case 1: _tile_dpbf16ps(MLA_C1, MLA_A1, MLA_B0); break;
+      case 2: _tile_dpbf16ps(MLA_C2, MLA_A1, MLA_B0); break;
+      default: _tile_dpbf16ps(MLA_C3, MLA_A1, MLA_B0); break;
+    }
+    return;
+  }
+  switch (t) {
+    case 0: _tile_dpbf16ps(MLA_C0, MLA_A0, MLA_B0); break;
+    case 1: _tile_dpbf16ps(MLA_C1, MLA_A0, MLA_B0); break;
+    case 2: _tile_dpbf16ps(MLA_C2, MLA_A0, MLA_B0); break;
+    default: _tile_dpbf16ps(MLA_C3, MLA_A0, MLA_B0); break;
+  }
+}
+
+inline void zeroAccumulators() {
+  compilerBarrier();
+  _tile_zero(MLA_C0);
+  _tile_zero(MLA_C1);
+  _tile_zero(MLA_C2);
+  _tile_zero(MLA_C3);
+}
+
+inline void storeAccumulator(int t, float* c) {
+  switch (t) {
+    case 0: _tile_stored(MLA_C0, c, 64); break;
+    case 1: _tile_stored(MLA_C1, c, 64); break;
+    case 2: _tile_stored(MLA_C2, c, 64); break;
+    default: _tile_stored(MLA_C3, c, 64); break;
+  }
+  compilerBarrier();
+}
+
+// P rows [0, rows) (rows <= 8) of 32 keys from column `key` as one A tile: row 2i = row i's hi
+// bf16 halves, 2i + 1 its lo; the other rows zero.
+inline void packProbabilities(const float* const* p, int rows, int key, uint8_t* tile) {
+  for (int i = 0; i < kPanelRows; ++i) {
+    if (i >= rows) {
+      _mm512_storeu_si512(tile + 128 * i, _mm512_setzero_si512());
+      _mm512_storeu_si512(tile + 128 * i + 64, _mm512_setzero_si512());
+      continue;
+    }
+    const __m512 a = _mm512_loadu_ps(p[i] + key), b = _mm512_loadu_ps(p[i] + key + 16);
+    const __m512i hi = bitsOf(_mm512_cvtne2ps_pbh(b, a));
+    const __m512 hiA = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+    const __m512 hiB = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+    _mm512_storeu_si512(tile + 128 * i, hi);
+    _mm512_storeu_si512(tile + 128 * i + 64, bitsOf(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hiB), _mm512_sub_ps(a, hiA))));
+  }
+}
+
+// From a full panel of heads: with fewer (the bundled model's 4), the tiles' fixed costs per block
+// (transposes, V's interleave) outweigh them (bench_attention 2 decode "mla 4": 4,096 x 8 0.41 ms
+// a layer on AVX-512, 0.50-0.52 on the tiles; 32 heads of 512 + 64: 12.4 against 7.0).
+bool Attention::amxApplies() const {
+  const HeadLayout& lay = layout_;
+  return cache_.dtype == DType::kBF16 && lay.headsPerKv == lay.numHeads && lay.numHeads >= kPanelRows &&
+         lay.dk % kTileK == 0 && lay.dv % 16 == 0 && cache_.blockSize % kTileK == 0;
+}
+
+void Attention::runItemAmx(const Item& item) {
+  const HeadLayout& lay = layout_;
+  const PagedQuery& query = queries_[static_cast<size_t>(item.query)];
+  const int H = lay.numHeads, bs = cache_.blockSize, E = cache_.entrySize;
+  const int rows = (item.tok1 - item.tok0) * H, panels = (rows + kPanelRows - 1) / kPanelRows;
+  const int dkChunks = lay.dk / kTileK, keyChunks = bs / kTileK, dvTiles = lay.dv / 16;
+  float* m = states_.data() + item.state;
+  float* l = m + rows;
+  float* acc = l + rows;
+  std::fill(m, m + rows, kMinusInf);
+  std::fill(l, l + rows, 0.0f);
+  std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
+
+  thread_local AmxAttentionScratch scratch;
+  const size_t qPanelBytes = static_cast<size_t>(dkChunks) * kTileBytes, pPanelBytes = static_cast<size_t>(keyChunks) * kTileBytes;
+  uint8_t* qPacked = tileAligned(scratch.q, panels * qPanelBytes);
+  uint8_t* pPacked = tileAligned(scratch.p, panels * pPanelBytes);
+  uint8_t* vPacked = tileAligned(scratch.v, static_cast<size_t>(keyChunks) * dvTiles * kTileBytes);
+  scratch.scores.resize(static_cast<size_t>(rows) * bs);
+  float* scores = scratch.scores.data();
+
+  // Rows r = token i * H + head h are consecutive rows of q.
+  const float* q0 = q_ + static_cast<size_t>(query.tokenOffset + item.tok0) * H * lay.dk;
+  for (int p = 0; p < panels; ++p) {
+    const float* qr[kPanelRows];
+    const int count = std::min(kPanelRows, rows - p * kPanelRows);
+    for (int a = 0; a < count; ++a) qr[a] = q0 + static_cast<size_t>(p * kPanelRows + a) * lay.dk;
+    packPanel(qr, count, dkChunks, qPacked + p * qPanelBytes);
+  }
+
+  configureTiles();
+  const int tileFirst = firstPos(query, item.tok0), tileLast = lastPos(query, item.tok1 - 1);
+  const size_t blockLines = static_cast<size_t>(bs) * E * sizeof(uint16_t) / 64;
+  for (int b = item.block0; b < item.block1; ++b) {
+    const int pos0 = b * bs;
+    const int t0 = std::max(0, tileFirst - pos0), t1 = std::min(bs, tileLast + 1 - pos0);  // never past the last written entry
+    if (t1 <= t0) continue;
+    const uint16_t* entries = cache_.blockData<uint16_t>(query.blockTable[b]);
+    if (b + 1 < item.block1) BlockPrefetch(cache_.blockData<uint16_t>(query.blockTable[b + 1]), blockLines, 1).step();
+
+    // Scores of every key of the block (those outside [t0, t1) are masked below).
+    const int strideBytes = E * 2;
+    for (int p = 0; p < panels; ++p) {
+      const uint8_t* qp = qPacked + p * qPanelBytes;
+      const int count = std::min(kPanelRows, rows - p * kPanelRows);
+      float* sr[kPanelRows];
+      for (int a = 0; a < count; ++a) sr[a] = scores + static_cast<size_t>(p * kPanelRows + a) * bs;
+      for (int k0 = 0; k0 < bs; k0 += kKeysPerGroup) {
+        const int tiles = std::min(4, (bs - k0) / kTileRows);
+        const uint16_t* keys = entries + static_cast<size_t>(k0) * E + lay.kBase;
+        zeroAccumulators();
+        for (int c = 0; c < dkChunks; ++c) {
+          _tile_loadd(MLA_B0, qp + c * kTileBytes, 64);
+          for (int t = 0; t < tiles; ++t) {
+            if (t % 2 == 0) _tile_loadd(MLA_A0, keys + static_cast<size_t>(t) * kTileRows * E + kTileK * c, strideBytes);
+            else _tile_loadd(MLA_A1, keys + static_cast<size_t>(t) * kTileRows * E + kTileK * c, strideBytes);
+            dpInto(t, t % 2 == 1);
+          }
+        }
+        for (int t = 0; t < tiles; ++t) storeTile(t, sr, count, k0 + t * kTileRows, kTileRows, nullptr);
+      }
+    }
+
+    // The online softmax over each row's visible keys; P zero elsewhere.
+    for (int r = 0; r < rows; ++r) {
+      const int token = item.tok0 + r / H;
+      float* s = scores + static_cast<size_t>(r) * bs;
+      const int v0 = std::clamp(firstPos(query, token) - pos0, t0, t1), v1 = std::clamp(lastPos(query, token) + 1 - pos0, v0, t1);
+      simd::scale(s + v0, lay.scale, v1 - v0);
+      const float blockMax = v1 > v0 ? simd::maxOf(s + v0, v1 - v0) : kMinusInf;
+      if (blockMax == kMinusInf) {  // nothing of this block is visible to the row
+        std::fill(s, s + bs, 0.0f);
+        continue;
+      }
+      const float mNew = std::max(m[r], blockMax);
+      const float alpha = m[r] == kMinusInf ? 0.0f : std::exp(m[r] - mNew);
+      const float sum = static_cast<float>(simd::expShifted(s + v0, mNew, s + v0, v1 - v0));
+      std::fill(s, s + v0, 0.0f);
+      std::fill(s + v1, s + bs, 0.0f);
+      l[r] = l[r] * alpha + sum;
+      m[r] = mNew;
+      if (alpha != 1.0f) simd::scale(acc + static_cast<size_t>(r) * lay.dv, alpha, lay.dv);
+    }
+
+    // V of the key chunks that hold visible keys, pairs of entries interleaved; keys outside
+    // [t0, t1) zero.
+    const int kc0 = t0 / kTileK, kc1 = (t1 + kTileK - 1) / kTileK;
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int kc = kc0; kc < kc1; ++kc) {
+      for (int pair = 0; pair < kTileRows; ++pair) {
+        const int k = kc * kTileK + 2 * pair;
+        const bool first = k >= t0 && k < t1, second = k + 1 >= t0 && k + 1 < t1;
+        const uint16_t* e0 = entries + static_cast<size_t>(k) * E + lay.vBase;
+        const uint16_t* e1 = e0 + E;
+        for (int dt = 0; dt < dvTiles; ++dt) {
+          const __m256i a = first ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e0 + 16 * dt)) : _mm256_setzero_si256();
+          const __m256i c = second ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e1 + 16 * dt)) : _mm256_setzero_si256();
+          const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
+          _mm512_storeu_si512(vPacked + (static_cast<size_t>(kc) * dvTiles + dt) * kTileBytes + 64 * pair, _mm512_permutexvar_epi16(interleave, both));
+        }
+      }
+    }
+
+    // acc += P · V, panel by panel, 4 value tiles (64 values) at a time.
+    for (int p = 0; p < panels; ++p) {
+      const int count = std::min(kPanelRows, rows - p * kPanelRows);
+      const float* pr[kPanelRows];
+      for (int a = 0; a < count; ++a) pr[a] = scores + static_cast<size_t>(p * kPanelRows + a) * bs;
+      uint8_t* pp = pPacked + p * pPanelBytes;
+      for (int kc = kc0; kc < kc1; ++kc) packProbabilities(pr, count, kc * kTileK, pp + kc * kTileBytes);
+      compilerBarrier();
+      for (int d0 = 0; d0 < dvTiles; d0 += 4) {
+        const int tiles = std::min(4, dvTiles - d0);
+        zeroAccumulators();
+        for (int kc = kc0; kc < kc1; ++kc) {
+          _tile_loadd(MLA_A0, pp + kc * kTileBytes, 64);
+          for (int t = 0; t < tiles; ++t) {
+            _tile_loadd(MLA_B0, vPacked + (static_cast<size_t>(kc) * dvTiles + d0 + t) * kTileBytes, 64);
+            dpInto(t, false);
+          }
+        }
+        for (int t = 0; t < tiles; ++t) {
+          alignas(64) float c[16 * 16];
+          storeAccumulator(t, c);
+          for (int a = 0; a < count; ++a) {
+            float* dst = acc + static_cast<size_t>(p * kPanelRows + a) * lay.dv + 16 * (d0 + t);
+            const __m512 sum = _mm512_add_ps(_mm512_load_ps(c + 32 * a), _mm512_load_ps(c + 32 * a + 16));
+            _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), sum));
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+}  // namespace mla::cpu::MLA_KERNEL_NS
