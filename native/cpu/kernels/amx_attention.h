@@ -132,24 +132,60 @@ void Attention::runItemAmx(const Item& item) {
     const int t0 = std::max(0, tileFirst - pos0), t1 = std::min(bs, tileLast + 1 - pos0);  // never past the last written entry
     if (t1 <= t0) continue;
     const uint16_t* entries = cache_.blockData<uint16_t>(query.blockTable[b]);
-    if (b + 1 < item.block1) BlockPrefetch(cache_.blockData<uint16_t>(query.blockTable[b + 1]), blockLines, 1).step();
+    // The next block into L2 while the scores work on this one, a share at each of their steps
+    // (all at once, the prefetches queued behind each other: 19% of a 32-head layer's time).
+    const int steps = dkChunks * ((panels / 2) * (bs / (2 * kTileRows)) + (panels % 2) * ((bs + kKeysPerGroup - 1) / kKeysPerGroup));
+    BlockPrefetch ahead;
+    if (b + 1 < item.block1) ahead = BlockPrefetch(cache_.blockData<uint16_t>(query.blockTable[b + 1]), blockLines, steps);
 
-    // Scores of every key of the block (those outside [t0, t1) are masked below).
+    // Scores of every key of the block (those outside [t0, t1) are masked below): two panels at a
+    // time against 32 keys (each key tile then serves two panels), a last odd panel against 64.
     const int strideBytes = E * 2;
-    for (int p = 0; p < panels; ++p) {
-      const uint8_t* qp = qPacked + p * qPanelBytes;
+    auto keyTile = [&](int key, int c) { return entries + static_cast<size_t>(key) * E + lay.kBase + kTileK * c; };
+    auto scoreRows = [&](int p, float** sr) {
       const int count = std::min(kPanelRows, rows - p * kPanelRows);
-      float* sr[kPanelRows];
       for (int a = 0; a < count; ++a) sr[a] = scores + static_cast<size_t>(p * kPanelRows + a) * bs;
-      for (int k0 = 0; k0 < bs; k0 += kKeysPerGroup) {
-        const int tiles = std::min(4, (bs - k0) / kTileRows);
-        const uint16_t* keys = entries + static_cast<size_t>(k0) * E + lay.kBase;
+      return count;
+    };
+    int p = 0;
+    for (; p + 2 <= panels; p += 2) {
+      const uint8_t* q0p = qPacked + p * qPanelBytes;
+      const uint8_t* q1p = q0p + qPanelBytes;
+      float* sr0[kPanelRows];
+      float* sr1[kPanelRows];
+      const int count0 = scoreRows(p, sr0), count1 = scoreRows(p + 1, sr1);
+      for (int k0 = 0; k0 < bs; k0 += 2 * kTileRows) {
         zeroAccumulators();
         for (int c = 0; c < dkChunks; ++c) {
+          ahead.step();
+          _tile_loadd(MLA_A0, keyTile(k0, c), strideBytes);
+          _tile_loadd(MLA_B0, q0p + c * kTileBytes, 64);
+          _tile_dpbf16ps(MLA_C0, MLA_A0, MLA_B0);
+          _tile_loadd(MLA_A1, keyTile(k0 + kTileRows, c), strideBytes);
+          _tile_dpbf16ps(MLA_C1, MLA_A1, MLA_B0);
+          _tile_loadd(MLA_B1, q1p + c * kTileBytes, 64);
+          _tile_dpbf16ps(MLA_C2, MLA_A0, MLA_B1);
+          _tile_dpbf16ps(MLA_C3, MLA_A1, MLA_B1);
+        }
+        storeTile(0, sr0, count0, k0, kTileRows, nullptr);
+        storeTile(1, sr0, count0, k0 + kTileRows, kTileRows, nullptr);
+        storeTile(2, sr1, count1, k0, kTileRows, nullptr);
+        storeTile(3, sr1, count1, k0 + kTileRows, kTileRows, nullptr);
+      }
+    }
+    if (p < panels) {
+      const uint8_t* qp = qPacked + p * qPanelBytes;
+      float* sr[kPanelRows];
+      const int count = scoreRows(p, sr);
+      for (int k0 = 0; k0 < bs; k0 += kKeysPerGroup) {
+        const int tiles = std::min(4, (bs - k0) / kTileRows);
+        zeroAccumulators();
+        for (int c = 0; c < dkChunks; ++c) {
+          ahead.step();
           _tile_loadd(MLA_B0, qp + c * kTileBytes, 64);
           for (int t = 0; t < tiles; ++t) {
-            if (t % 2 == 0) _tile_loadd(MLA_A0, keys + static_cast<size_t>(t) * kTileRows * E + kTileK * c, strideBytes);
-            else _tile_loadd(MLA_A1, keys + static_cast<size_t>(t) * kTileRows * E + kTileK * c, strideBytes);
+            if (t % 2 == 0) _tile_loadd(MLA_A0, keyTile(k0 + t * kTileRows, c), strideBytes);
+            else _tile_loadd(MLA_A1, keyTile(k0 + t * kTileRows, c), strideBytes);
             dpInto(t, t % 2 == 1);
           }
         }
