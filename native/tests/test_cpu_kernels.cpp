@@ -271,14 +271,14 @@ TEST(mla_absorbed_and_expanded_match_reference) {
   // A tiny shape (all scalar tails), and one with 5 heads (AVX-512's 5-row tiles) and a latent of
   // 72 + 8 (AVX-512: a 4-register pass, then single registers and a tail; AVX2: 2-register
   // passes, then one register and a tail).
-  // Two more run on AMX's tiles (amx_attention.h: 8 heads or more, L + R a multiple of 32, L of
+  // Two more run on AMX's tiles (amx_attention.h: 4 heads or more, L + R a multiple of 32, L of
   // 16, the block of 32): 17 heads (two full panels of 8 rows and a partial one: the paired and
-  // the odd panel's loops) at block size 32, and 16 heads of the bundled model's 32 + 64 entry at
-  // its block size of 64.
+  // the odd panel's loops) at block size 32, and the bundled model's 4 heads of a 32 + 64 entry
+  // at its block size of 64.
   struct Shape { int H, N, R, V, L, block; };
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);
-  for (Shape shape : {Shape{3, 8, 4, 6, 12, 4}, Shape{5, 16, 8, 24, 72, 32}, Shape{17, 16, 32, 24, 64, 32}, Shape{16, 64, 64, 64, 32, 64}}) {
+  for (Shape shape : {Shape{3, 8, 4, 6, 12, 4}, Shape{5, 16, 8, 24, 72, 32}, Shape{17, 16, 32, 24, 64, 32}, Shape{4, 64, 64, 64, 32, 64}}) {
   ModelConfig c;
   c.attention = AttentionKind::kMla;
   const int H = shape.H, N = shape.N, R = shape.R, V = shape.V, L = shape.L, E = L + R;

@@ -85,12 +85,12 @@ inline void packProbabilities(const float* const* p, int rows, int key, uint8_t*
   }
 }
 
-// From a full panel of heads: with fewer (the bundled model's 4), the tiles' fixed costs per block
-// (transposes, V's interleave) outweigh them (bench_attention 2 decode "mla 4": 4,096 x 8 0.41 ms
-// a layer on AVX-512, 0.50-0.52 on the tiles; 32 heads of 512 + 64: 12.4 against 7.0).
+// From 4 heads: with fewer, a panel's 8 rows are mostly padding (bench_attention 2 decode "mla 4",
+// the bundled model's 4 heads, 4,096 x 8: 0.30-0.31 ms a layer on the tiles, 0.32-0.34 on
+// AVX-512, alternated 3x; 32 heads of 512 + 64: 5.0 against 12.2).
 bool Attention::amxApplies() const {
   const HeadLayout& lay = layout_;
-  return cache_.dtype == DType::kBF16 && lay.headsPerKv == lay.numHeads && lay.numHeads >= kPanelRows &&
+  return cache_.dtype == DType::kBF16 && lay.headsPerKv == lay.numHeads && lay.numHeads >= 4 &&
          lay.dk % kTileK == 0 && lay.dv % 16 == 0 && cache_.blockSize % kTileK == 0;
 }
 
