@@ -49,6 +49,16 @@ inline void dpInto(int t, bool secondA) {
   }
 }
 
+// C_t += A0 · (B0 for even t, B1 for odd).
+inline void dpValues(int t) {
+  switch (t) {
+    case 0: _tile_dpbf16ps(MLA_C0, MLA_A0, MLA_B0); break;
+    case 1: _tile_dpbf16ps(MLA_C1, MLA_A0, MLA_B1); break;
+    case 2: _tile_dpbf16ps(MLA_C2, MLA_A0, MLA_B0); break;
+    default: _tile_dpbf16ps(MLA_C3, MLA_A0, MLA_B1); break;
+  }
+}
+
 inline void zeroAccumulators() {
   compilerBarrier();
   _tile_zero(MLA_C0);
@@ -183,6 +193,17 @@ void Attention::runItemAmx(const Item& item) {
         for (int c = 0; c < dkChunks; ++c) {
           ahead.step();
           _tile_loadd(MLA_B0, qp + c * kTileBytes, 64);
+          if (tiles == 4) {  // three tiles for keys in turn (B1 is free here): a load waits less on the product before it
+            _tile_loadd(MLA_A0, keyTile(k0, c), strideBytes);
+            _tile_dpbf16ps(MLA_C0, MLA_A0, MLA_B0);
+            _tile_loadd(MLA_A1, keyTile(k0 + kTileRows, c), strideBytes);
+            _tile_dpbf16ps(MLA_C1, MLA_A1, MLA_B0);
+            _tile_loadd(MLA_B1, keyTile(k0 + 2 * kTileRows, c), strideBytes);
+            _tile_dpbf16ps(MLA_C2, MLA_B1, MLA_B0);
+            _tile_loadd(MLA_A0, keyTile(k0 + 3 * kTileRows, c), strideBytes);
+            _tile_dpbf16ps(MLA_C3, MLA_A0, MLA_B0);
+            continue;
+          }
           for (int t = 0; t < tiles; ++t) {
             if (t % 2 == 0) _tile_loadd(MLA_A0, keyTile(k0 + t * kTileRows, c), strideBytes);
             else _tile_loadd(MLA_A1, keyTile(k0 + t * kTileRows, c), strideBytes);
@@ -247,9 +268,11 @@ void Attention::runItemAmx(const Item& item) {
         zeroAccumulators();
         for (int kc = kc0; kc < kc1; ++kc) {
           _tile_loadd(MLA_A0, pp + kc * kTileBytes, 64);
-          for (int t = 0; t < tiles; ++t) {
-            _tile_loadd(MLA_B0, vPacked + (static_cast<size_t>(kc) * dvTiles + d0 + t) * kTileBytes, 64);
-            dpInto(t, false);
+          for (int t = 0; t < tiles; ++t) {  // value tiles alternate between B0 and B1: a load need not wait on the last product
+            const uint8_t* vt = vPacked + (static_cast<size_t>(kc) * dvTiles + d0 + t) * kTileBytes;
+            if (t % 2 == 0) _tile_loadd(MLA_B0, vt, 64);
+            else _tile_loadd(MLA_B1, vt, 64);
+            dpValues(t);
           }
         }
         for (int t = 0; t < tiles; ++t) {
