@@ -218,13 +218,17 @@ TEST(gqa_attention_matches_reference) {
   // AVX2: five 2-register passes, its single-register tail is the MLA test's); blocks
   // of 4 tokens (contexts split into chunks and merged), of 32 (the softmax's vector exp) and of 5
   // (not a whole number of the score tile's keys: a block's last step writes fewer keys).
+  // And multi-query attention (one KV head for 4 heads of 64, blocks of 32), which on AMX runs on
+  // the tiles (amx_attention.h: every head reads one shared entry), windows included.
+  struct Shape { int D, kvHeads, block; };
   for (cpu::Isa isa : supportedIsas()) {
   cpu::setActiveIsa(isa);
-  for (int D : {16, 80}) {
-  for (int blockSize : {D == 16 ? 4 : 32, 5}) {
+  for (Shape shape : {Shape{16, 2, 4}, Shape{16, 2, 5}, Shape{80, 2, 32}, Shape{80, 2, 5}, Shape{64, 1, 32}}) {
+  const int D = shape.D, KV = shape.kvHeads, blockSize = shape.block, perKv = 4 / KV;
+  {
   ModelConfig c;
-  c.numHeads = 4; c.numKvHeads = 2; c.headDim = D; c.softmaxScale = 0.25f;
-  const int entry = 4 * D;  // [k head 0 | k head 1 | v head 0 | v head 1]
+  c.numHeads = 4; c.numKvHeads = KV; c.headDim = D; c.softmaxScale = 0.25f;
+  const int entry = 2 * KV * D;  // [k heads | v heads]
   // Contexts past one chunk (8 blocks of 4) and prompts past one tile (16 tokens) take the split
   // and merged paths; a bf16 pool is read exactly as its values.
   for (auto [window, dtype] : {std::pair{0, DType::kF32}, {5, DType::kF32}, {0, DType::kBF16}, {37, DType::kBF16}}) {
@@ -243,7 +247,7 @@ TEST(gqa_attention_matches_reference) {
       for (int i = 0; i < sl.numTokens; ++i) {
         const int pos = sl.start + i, row = sl.tokenOffset + i, first = window ? std::max(0, pos - window + 1) : 0;
         for (int h = 0; h < 4; ++h) {
-          const int g = h / 2;
+          const int g = h / perKv;
           std::vector<double> sc;
           for (int t = first; t <= pos; ++t) {
             double d = 0;
@@ -253,14 +257,14 @@ TEST(gqa_attention_matches_reference) {
           softmaxInPlace(sc);
           for (int j = 0; j < D; ++j) {
             double o = 0;
-            for (int t = first; t <= pos; ++t) o += sc[t - first] * f.entries[s][t * entry + 2 * D + g * D + j];
+            for (int t = first; t <= pos; ++t) o += sc[t - first] * f.entries[s][t * entry + KV * D + g * D + j];
             ref[(row * 4 + h) * D + j] = o;
           }
         }
       }
     }
     const double err = normErr(out, ref);
-    EXPECT_MSG(err < 1e-5, "%s head dim %d block %d window %d %s err %g", cpu::isaName(isa), D, blockSize, window, dtypeName(dtype), err);
+    EXPECT_MSG(err < 1e-5, "%s head dim %d kv heads %d block %d window %d %s err %g", cpu::isaName(isa), D, KV, blockSize, window, dtypeName(dtype), err);
   }
   }
   }

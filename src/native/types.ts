@@ -144,7 +144,7 @@ export interface NativeStatistics {
 
 export interface NativeModule {
   loadEngine(options: LoadOptions): Promise<NativeEngine>;
-  /** cpuIsa: the CPU kernels' instruction set ("avx2", "avx512"; MLA_CPU_ISA forces one). */
+  /** cpuIsa: the CPU kernels' instruction set ("avx2", "avx512", "amx"; MLA_CPU_ISA forces one). */
   buildInfo: { cuda: boolean; devices: string; cpuIsa: string };
   /** (kv_lora_rank, qk_rope_head_dim) pairs the fused CUDA MLA decode kernel is instantiated for. */
   mlaKernelShapes: [number, number][];
