@@ -34,6 +34,7 @@ bool hasAvx512() {
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 
+#ifdef MLA_HAVE_AMX_KERNELS
 // Linux hands out AMX's 8 KB of tile state per process on request (arch_prctl
 // ARCH_REQ_XCOMP_PERM for XTILEDATA); a tile instruction without it faults. Asked once.
 bool tilesGranted() {
@@ -53,6 +54,9 @@ bool hasAmx() {
   return hasAvx512() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("amx-tile") &&
          __builtin_cpu_supports("amx-bf16") && tilesGranted();
 }
+#else
+bool hasAmx() { return false; }
+#endif
 #endif
 
 }  // namespace
@@ -103,7 +107,9 @@ void setActiveIsa(Isa isa) {
 const KernelTable& kernels() {
 #ifdef MLA_HAVE_AVX512_KERNELS
   if (activeIsa() == Isa::kAvx512) return isa_avx512::kKernels;
+#ifdef MLA_HAVE_AMX_KERNELS
   if (activeIsa() == Isa::kAmx) return isa_amx::kKernels;
+#endif
 #endif
   return isa_base::kKernels;
 }

@@ -7,6 +7,10 @@
 // The AVX-512 variant needs GCC's `#pragma GCC target` on x86-64 (see kernels/kernels_avx512.cpp).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MLA_HAVE_AVX512_KERNELS 1
+// The AMX variant: GCC 12 or later (its AMX intrinsics and __builtin_cpu_supports("amx-bf16")).
+#if __GNUC__ >= 12
+#define MLA_HAVE_AMX_KERNELS 1
+#endif
 #endif
 
 namespace mla::cpu {

@@ -26,7 +26,7 @@ namespace isa_avx512 {
 extern const KernelTable kKernels;  // defined only where MLA_HAVE_AVX512_KERNELS
 }
 namespace isa_amx {
-extern const KernelTable kKernels;  // likewise
+extern const KernelTable kKernels;  // defined only where MLA_HAVE_AMX_KERNELS
 }
 
 // The table of activeIsa().

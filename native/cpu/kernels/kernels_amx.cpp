@@ -5,7 +5,7 @@
 // and the kernel granted the process its tile state.
 #include "cpu/isa.h"
 
-#ifdef MLA_HAVE_AVX512_KERNELS
+#ifdef MLA_HAVE_AMX_KERNELS
 #include "cpu/kernels/kernel_prelude.h"
 
 #pragma GCC push_options
