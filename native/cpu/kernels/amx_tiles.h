@@ -107,11 +107,20 @@ inline void storeTile(int tile, float* const* y, int rows, int j, int count, con
     default: _tile_stored(MLA_C3, c, 64); break;
   }
   compilerBarrier();
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+  const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + j) : _mm512_setzero_ps();
+  if (rows <= 2) {  // decode's one or two x rows: gather their columns, not transpose all 16
+    const __m512i column = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(16));
+    for (int i = 0; i < rows; ++i) {
+      const __m512 hi = _mm512_i32gather_ps(_mm512_add_epi32(column, _mm512_set1_epi32(2 * i)), c, 4);
+      const __m512 lo = _mm512_i32gather_ps(_mm512_add_epi32(column, _mm512_set1_epi32(2 * i + 1)), c, 4);
+      _mm512_mask_storeu_ps(y[i] + j, mask, _mm512_add_ps(_mm512_add_ps(hi, lo), b));
+    }
+    return;
+  }
   __m512i v[16];
   for (int r = 0; r < 16; ++r) v[r] = _mm512_load_si512(c + 16 * r);
   transpose16(v);  // v[col] lane r
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-  const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + j) : _mm512_setzero_ps();
   for (int i = 0; i < rows; ++i) {
     const __m512 s = _mm512_add_ps(_mm512_castsi512_ps(v[2 * i]), _mm512_castsi512_ps(v[2 * i + 1]));
     _mm512_mask_storeu_ps(y[i] + j, mask, _mm512_add_ps(s, b));
