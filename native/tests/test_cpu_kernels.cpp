@@ -292,7 +292,7 @@ TEST(mla_absorbed_and_expanded_match_reference) {
   std::vector<uint16_t> kvbBf(kvbW.size());
   for (size_t i = 0; i < kvbW.size(); ++i) { kvbBf[i] = floatToBf16(kvbW[i]); kvbW[i] = bf16ToFloat(kvbBf[i]); }
   for (DType poolDtype : {DType::kF32, DType::kBF16}) {
-  PagedFixture f(c, {1, 7, 13, 21, 90, 61}, {1, 7, 2, 1, 1, 35}, poolDtype, shape.block);
+  PagedFixture f(c, {1, 7, 13, 21, 90, 61, 300}, {1, 7, 2, 1, 1, 35, 3}, poolDtype, shape.block);  // 300: past a step of 4 blocks (amx_attention.h)
   auto q = randn(static_cast<size_t>(f.batch.numTokens) * H * (N + R));
   // Reference: expand every cached latent through kv_b_proj, then multi-head attention, in double.
   std::vector<double> ref(static_cast<size_t>(f.batch.numTokens) * H * V);
