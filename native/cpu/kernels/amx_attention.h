@@ -86,12 +86,9 @@ inline void packProbabilities(const float* const* p, int rows, int key, uint8_t*
       _mm512_storeu_si512(tile + 128 * i + 64, _mm512_setzero_si512());
       continue;
     }
-    const __m512 a = _mm512_loadu_ps(p[i] + key), b = _mm512_loadu_ps(p[i] + key + 16);
-    const __m512i hi = bitsOf(_mm512_cvtne2ps_pbh(b, a));
-    const __m512 hiA = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
-    const __m512 hiB = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
-    _mm512_storeu_si512(tile + 128 * i, hi);
-    _mm512_storeu_si512(tile + 128 * i + 64, bitsOf(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hiB), _mm512_sub_ps(a, hiA))));
+    const Halves h = splitHalves(_mm512_loadu_ps(p[i] + key), _mm512_loadu_ps(p[i] + key + 16));
+    _mm512_storeu_si512(tile + 128 * i, h.hi);
+    _mm512_storeu_si512(tile + 128 * i + 64, h.lo);
   }
 }
 
@@ -184,12 +181,8 @@ void Attention::runItemAmx(const Item& item) {
   const int H = lay.numHeads, bs = cache_.blockSize, E = cache_.entrySize;
   const int rows = (item.tok1 - item.tok0) * H, panels = (rows + kPanelRows - 1) / kPanelRows;
   const int dkChunks = lay.dk / kTileK, keyChunks = bs / kTileK, dvTiles = lay.dv / 16;
-  float* m = states_.data() + item.state;
-  float* l = m + rows;
-  float* acc = l + rows;
-  std::fill(m, m + rows, kMinusInf);
-  std::fill(l, l + rows, 0.0f);
-  std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
+  float *m, *l, *acc;
+  resetState(item, rows, m, l, acc);
 
   thread_local AmxAttentionScratch scratch;
   // A step of the online softmax spans kSuperBlocks cache blocks (W keys): P · V's accumulator

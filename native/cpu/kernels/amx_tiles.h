@@ -72,6 +72,18 @@ inline void transpose16(__m512i v[16]) {
 
 inline __m512i bitsOf(__m512bh v) { return (__m512i)v; }  // NOLINT: a vector's bits, no conversion
 
+// 32 floats (a: the first 16, b: the next) as 32 bf16 high halves and 32 bf16 low halves:
+// value = hi + lo + e with |e| <= 2^-18 |value| (the differences are exact in fp32).
+struct Halves {
+  __m512i hi, lo;
+};
+inline Halves splitHalves(__m512 a, __m512 b) {
+  const __m512i hi = bitsOf(_mm512_cvtne2ps_pbh(b, a));  // a in the low half
+  const __m512 hiA = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+  const __m512 hiB = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+  return {hi, bitsOf(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hiB), _mm512_sub_ps(a, hiA)))};
+}
+
 // x rows [0, rows) (rows <= 8; the rest of the panel zeros) of k = kChunks * 32 values packed as
 // kChunks B tiles: tile c, row p, dword 2i = row i's hi bf16 pair (x[i][32c + 2p], x[i][32c + 2p + 1]),
 // dword 2i + 1 its lo pair.
@@ -83,12 +95,9 @@ inline void packPanel(const float* const* x, int rows, int kChunks, uint8_t* out
         v[2 * i] = v[2 * i + 1] = _mm512_setzero_si512();
         continue;
       }
-      const __m512 a = _mm512_loadu_ps(x[i] + kTileK * c), b = _mm512_loadu_ps(x[i] + kTileK * c + 16);
-      const __m512i hi = bitsOf(_mm512_cvtne2ps_pbh(b, a));  // a in the low half
-      const __m512 hiA = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
-      const __m512 hiB = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
-      v[2 * i] = hi;
-      v[2 * i + 1] = bitsOf(_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hiB), _mm512_sub_ps(a, hiA)));  // the differences are exact
+      const Halves h = splitHalves(_mm512_loadu_ps(x[i] + kTileK * c), _mm512_loadu_ps(x[i] + kTileK * c + 16));
+      v[2 * i] = h.hi;
+      v[2 * i + 1] = h.lo;
     }
     transpose16(v);  // v[p] = tile row p: the pairs p of every column
     uint8_t* tile = out + static_cast<size_t>(c) * kTileBytes;

@@ -170,6 +170,16 @@ class Attention {
     return layout_.window > 0 ? std::max(0, lastPos(query, token) - layout_.window + 1) : 0;
   }
 
+  // An item's softmax state, emptied: m [rows] (-inf), l [rows] and acc [rows][dv] (zeros).
+  void resetState(const Item& item, int rows, float*& m, float*& l, float*& acc) {
+    m = states_.data() + item.state;
+    l = m + rows;
+    acc = l + rows;
+    std::fill(m, m + rows, kMinusInf);
+    std::fill(l, l + rows, 0.0f);
+    std::fill(acc, acc + static_cast<size_t>(rows) * layout_.dv, 0.0f);
+  }
+
 #ifdef MLA_KERNEL_AMX
   // The tiles' form (amx_attention.h): every head of a token against one shared entry (MLA's
   // absorbed latent, a latent GQA), a BF16 cache, whole tiles of keys and values.
@@ -183,12 +193,8 @@ class Attention {
     const PagedQuery& query = queries_[static_cast<size_t>(item.query)];
     const int H = lay.numHeads, hpk = lay.headsPerKv, groups = H / hpk, bs = cache_.blockSize, E = cache_.entrySize;
     const int tokens = item.tok1 - item.tok0, rows = tokens * H, groupRows = tokens * hpk;
-    float* m = states_.data() + item.state;
-    float* l = m + rows;
-    float* acc = l + rows;
-    std::fill(m, m + rows, kMinusInf);
-    std::fill(l, l + rows, 0.0f);
-    std::fill(acc, acc + static_cast<size_t>(rows) * lay.dv, 0.0f);
+    float *m, *l, *acc;
+    resetState(item, rows, m, l, acc);
 
     std::vector<float> scores(static_cast<size_t>(groupRows) * bs);
     std::vector<const float*> qRows(static_cast<size_t>(groupRows));
