@@ -25,10 +25,6 @@ struct AmxAttentionScratch {
   std::vector<float> scores;
 };
 
-inline uint8_t* tileAligned(std::vector<uint8_t>& buffer, size_t bytes) {
-  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
-  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t{63});
-}
 
 // Accumulator tile t (t < 4) of a runtime index: the tile macros take literals.
 inline void dpInto(int t, bool secondA) {
@@ -59,23 +55,6 @@ inline void dpValues(int t) {
   }
 }
 
-inline void zeroAccumulators() {
-  compilerBarrier();
-  _tile_zero(MLA_C0);
-  _tile_zero(MLA_C1);
-  _tile_zero(MLA_C2);
-  _tile_zero(MLA_C3);
-}
-
-inline void storeAccumulator(int t, float* c) {
-  switch (t) {
-    case 0: _tile_stored(MLA_C0, c, 64); break;
-    case 1: _tile_stored(MLA_C1, c, 64); break;
-    case 2: _tile_stored(MLA_C2, c, 64); break;
-    default: _tile_stored(MLA_C3, c, 64); break;
-  }
-  compilerBarrier();
-}
 
 // P rows [0, rows) (rows <= 8) of 32 keys from column `key` as one A tile: row 2i = row i's hi
 // bf16 halves, 2i + 1 its lo; the other rows zero.

@@ -35,8 +35,7 @@ class AmxMatmul {
     for (int i0 = 0; i0 < m; i0 += blockPanels * kPanelRows) {
       const int i1 = std::min(m, i0 + blockPanels * kPanelRows);
       const int panels = (i1 - i0 + kPanelRows - 1) / kPanelRows;
-      if (scratch_.packed.size() < panels * panelBytes + 64) scratch_.packed.resize(panels * panelBytes + 64);
-      uint8_t* base = alignUp(scratch_.packed.data());
+      uint8_t* base = tileAligned(scratch_.packed, panels * panelBytes);
       for (int p = 0; p < panels; ++p) {
         const int r0 = i0 + p * kPanelRows, rows = std::min(kPanelRows, i1 - r0);
         const float* xr[kPanelRows];
@@ -49,11 +48,11 @@ class AmxMatmul {
   }
 
  private:
-  static uint8_t* alignUp(uint8_t* p) { return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63}); }
+  static constexpr int kMaxTiles = 2;  // weight tiles of one step (two panels' loop; one panel's: 1)
 
-  // The 4 weight tiles from row j (16 rows each): the matrix itself where all 16 rows exist, else
-  // a zero-padded copy of the rows that do (only the last tiles of a share; one copy per slot).
-  void tilesFrom(int j, int rowEnd, int tiles, const uint16_t* a[4]) {
+  // The `tiles` weight tiles from row j (16 rows each): the matrix itself where all 16 rows exist,
+  // else a zero-padded copy of the rows that do (only the last tiles of a share; one copy a slot).
+  void tilesFrom(int j, int rowEnd, int tiles, const uint16_t* a[kMaxTiles]) {
     const size_t tileValues = static_cast<size_t>(kTileRows) * k_;
     for (int t = 0; t < tiles; ++t) {
       const int j0 = j + t * kTileRows;
@@ -61,7 +60,7 @@ class AmxMatmul {
         a[t] = w_ + static_cast<size_t>(j0) * k_;
         continue;
       }
-      if (scratch_.padded.size() < 4 * tileValues) scratch_.padded.resize(4 * tileValues);
+      if (scratch_.padded.size() < kMaxTiles * tileValues) scratch_.padded.resize(kMaxTiles * tileValues);
       uint16_t* copy = scratch_.padded.data() + t * tileValues;
       const int count = std::clamp(rowEnd - j0, 0, kTileRows);
       if (count > 0) std::copy_n(w_ + static_cast<size_t>(j0) * k_, static_cast<size_t>(count) * k_, copy);
@@ -79,13 +78,9 @@ class AmxMatmul {
       const uint8_t* b0 = packed + p * panelBytes;
       const uint8_t* b1 = b0 + panelBytes;
       for (int j = rowBegin; j < rowEnd; j += 2 * kTileRows) {
-        const uint16_t* a[4];
+        const uint16_t* a[kMaxTiles];
         tilesFrom(j, rowEnd, 2, a);
-        compilerBarrier();
-        _tile_zero(MLA_C0);
-        _tile_zero(MLA_C1);
-        _tile_zero(MLA_C2);
-        _tile_zero(MLA_C3);
+        zeroAccumulators();
         for (int c = 0; c < chunks_; ++c) {
           _tile_loadd(MLA_A0, a[0] + kTileK * c, strideBytes);
           _tile_loadd(MLA_B0, b0 + c * kTileBytes, 64);
@@ -114,7 +109,7 @@ class AmxMatmul {
   void onePanel(const uint8_t* b0, int p, int i0, int i1, float* y, int rowBegin, int rowEnd) {
     const int strideBytes = k_ * 2;
     for (int j = rowBegin; j < rowEnd; j += kTileRows) {
-      const uint16_t* a[4];
+      const uint16_t* a[kMaxTiles];
       tilesFrom(j, rowEnd, 1, a);
       compilerBarrier();
       _tile_zero(MLA_C0);

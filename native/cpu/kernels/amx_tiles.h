@@ -105,17 +105,36 @@ inline void packPanel(const float* const* x, int rows, int kChunks, uint8_t* out
   }
 }
 
-// One C tile (16 weight rows x 8 x rows' hi and lo columns) out: y[i][j + r] = hi + lo (+ bias)
-// for r < count, i < rows.
-inline void storeTile(int tile, float* const* y, int rows, int j, int count, const float* bias) {
-  alignas(64) float c[16 * 16];
-  switch (tile) {  // tile numbers must be constants
+// A 64-byte-aligned start of `buffer`, grown to hold `bytes` from there.
+inline uint8_t* tileAligned(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes + 64) buffer.resize(bytes + 64);
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t{63});
+}
+
+// All 4 accumulator tiles zeroed (after the plain stores before it: packed operands, copies).
+inline void zeroAccumulators() {
+  compilerBarrier();
+  _tile_zero(MLA_C0);
+  _tile_zero(MLA_C1);
+  _tile_zero(MLA_C2);
+  _tile_zero(MLA_C3);
+}
+
+// Accumulator tile t (t < 4) stored as 16 rows of 16 floats (the tile macros take literals).
+inline void storeAccumulator(int t, float* c) {
+  switch (t) {
     case 0: _tile_stored(MLA_C0, c, 64); break;
     case 1: _tile_stored(MLA_C1, c, 64); break;
     case 2: _tile_stored(MLA_C2, c, 64); break;
     default: _tile_stored(MLA_C3, c, 64); break;
   }
   compilerBarrier();
+}
+// One C tile (16 weight rows x 8 x rows' hi and lo columns) out: y[i][j + r] = hi + lo (+ bias)
+// for r < count, i < rows.
+inline void storeTile(int tile, float* const* y, int rows, int j, int count, const float* bias) {
+  alignas(64) float c[16 * 16];
+  storeAccumulator(tile, c);
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
   const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + j) : _mm512_setzero_ps();
   if (rows <= 2) {  // decode's one or two x rows: gather their columns, not transpose all 16

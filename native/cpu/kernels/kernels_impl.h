@@ -149,8 +149,6 @@ class Attention {
     // The largest items are last: start them first. A BF16 cache is read as it is, widened in registers.
 #ifdef MLA_KERNEL_AMX
     const bool tiles = amxApplies();
-#else
-    const bool tiles = false;
 #endif
     forEachDynamic(pool, n, [&](int i) {
       const Item& item = items_[static_cast<size_t>(n - 1 - i)];
@@ -160,7 +158,6 @@ class Attention {
       if (cache_.dtype == DType::kBF16) runItem<uint16_t>(item);
       else runItem<float>(item);
     });
-    (void)tiles;
     forEachDynamic(pool, static_cast<int>(tiles_.size()), [&](int t) { merge(tiles_[static_cast<size_t>(t)], out); });
   }
 
